@@ -1,0 +1,137 @@
+"""Stream declarations: what a user writes in `streams.yaml` instead of Python.
+
+Each stream names its topic, bronze table, event-time field, partitioning, batch limits and
+trigger thresholds. Later sections (windows, schema policies) are added as new optional
+models here; unknown keys are rejected so a typo fails at load, naming stream and field.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lakehouse.errors import ConfigError
+
+_TRANSFORMS = ("identity", "year", "month", "day", "hour", "bucket", "truncate")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BatchLimits(_Strict):
+    """Upper bounds of one micro-batch (one Iceberg commit)."""
+
+    max_records: int = Field(default=100_000, gt=0)
+    max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+
+
+class Trigger(_Strict):
+    """When the lag sensor requests a run."""
+
+    min_lag_records: int = Field(default=1_000, gt=0)
+    max_wait_seconds: float = Field(default=30.0, gt=0)
+
+
+class Maintenance(_Strict):
+    """Table maintenance knobs (compaction, expiry, orphan removal)."""
+
+    target_file_size_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
+    small_file_threshold: int = Field(default=16, gt=0)
+    snapshot_retention_days: float = Field(default=7.0, gt=0)
+    min_snapshots_to_keep: int = Field(default=10, gt=0)
+    orphan_min_age_days: float = Field(default=3.0, gt=0)
+
+
+class StreamSpec(_Strict):
+    """One Kafka topic ingested into one bronze Iceberg table."""
+
+    name: str
+    topic: str
+    table: str = ""
+    subject: str = ""
+    event_time: str
+    partition_by: tuple[str, ...] = ()
+    batch: BatchLimits = BatchLimits()
+    trigger: Trigger = Trigger()
+    maintenance: Maintenance = Maintenance()
+    description: str = ""
+
+    @field_validator("partition_by")
+    @classmethod
+    def _known_transforms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for expr in value:
+            parse_partition_expr(expr)
+        return value
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.table:
+            object.__setattr__(self, "table", f"bronze.{self.name}")
+        if not self.subject:
+            object.__setattr__(self, "subject", f"{self.topic}-value")
+        if "." not in self.table:
+            raise ValueError("table must be 'namespace.name'")
+
+
+class Declarations(_Strict):
+    """Everything in `streams.yaml`."""
+
+    dead_letter_table: str = "bronze.dead_letters"
+    streams: dict[str, StreamSpec]
+
+
+def parse_partition_expr(expr: str) -> tuple[str, str, int | None]:
+    """`day(event_time)` → ("day", "event_time", None); `bucket(16, user)` → ("bucket", "user", 16).
+
+    A bare column name is an identity partition.
+    """
+    text = expr.strip()
+    if "(" not in text:
+        return ("identity", text, None)
+    func, _, rest = text.partition("(")
+    func = func.strip().lower()
+    if func not in _TRANSFORMS or not rest.endswith(")"):
+        raise ValueError(f"unknown partition transform {expr!r}; use one of {_TRANSFORMS}")
+    args = [a.strip() for a in rest[:-1].split(",")]
+    if func in ("bucket", "truncate"):
+        if len(args) != 2 or not args[0].isdigit():
+            raise ValueError(f"{expr!r}: expected {func}(N, column)")
+        return (func, args[1], int(args[0]))
+    if len(args) != 1 or not args[0]:
+        raise ValueError(f"{expr!r}: expected {func}(column)")
+    return (func, args[0], None)
+
+
+def parse_declarations(raw: dict[str, Any]) -> Declarations:
+    """Validate a parsed YAML document; errors name the stream and the field."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("streams"), dict):
+        raise ConfigError("stream declarations need a top-level 'streams:' mapping")
+    streams: dict[str, StreamSpec] = {}
+    for name, body in raw["streams"].items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"stream {name!r}: expected a mapping of settings")
+        try:
+            streams[name] = StreamSpec(name=name, **body)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigError(f"stream {name!r}: {problems}") from exc
+    rest = {k: v for k, v in raw.items() if k != "streams"}
+    try:
+        return Declarations(streams=streams, **rest)
+    except ValidationError as exc:
+        raise ConfigError(f"stream declarations: {exc}") from exc
+
+
+def load_declarations(path: Path) -> Declarations:
+    """Read and validate `streams.yaml`."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"stream declarations not found at {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return parse_declarations(raw)
