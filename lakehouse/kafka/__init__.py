@@ -1,0 +1,1 @@
+"""Kafka access: offset planning, bounded range reads and topic administration."""
