@@ -44,6 +44,12 @@ class Maintenance(_Strict):
     orphan_min_age_days: float = Field(default=3.0, gt=0)
 
 
+class Checks(_Strict):
+    """Thresholds of the asset checks on the bronze table."""
+
+    max_dead_letter_rate: float = Field(default=0.05, ge=0, le=1)
+
+
 class StreamSpec(_Strict):
     """One Kafka topic ingested into one bronze Iceberg table."""
 
@@ -56,6 +62,7 @@ class StreamSpec(_Strict):
     batch: BatchLimits = BatchLimits()
     trigger: Trigger = Trigger()
     maintenance: Maintenance = Maintenance()
+    checks: Checks = Checks()
     description: str = ""
 
     @field_validator("partition_by")

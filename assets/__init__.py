@@ -1,0 +1,1 @@
+"""Thin Dagster shells over `lakehouse`: one module per kind of asset."""

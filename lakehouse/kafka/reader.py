@@ -1,0 +1,168 @@
+"""Read bounded offset ranges from Kafka: assign and seek, no group rebalancing.
+
+A batch stops at its record or byte limit; the next batch starts where it ended. Memory is
+bounded by the batch limits, never by the backlog.
+"""
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from lakehouse.errors import LakehouseError
+from lakehouse.kafka.offsets import PartitionRange
+from lakehouse.settings import Settings
+
+
+class KafkaReadError(LakehouseError):
+    """The broker could not be read (not a bad message: those are dead-lettered)."""
+
+
+@dataclass
+class RawBatch:
+    """Messages of one batch, column by column, in the order they were read."""
+
+    topic: str
+    partitions: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    timestamps_ms: list[int | None] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
+    nbytes: int = 0
+    start_offsets: dict[int, int] = field(default_factory=dict)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+def consumer_config(settings: Settings) -> dict[str, object]:
+    """Consumer settings for bounded reads: manual assignment, nothing auto-committed."""
+    return settings.kafka_client_config(
+        **{
+            "group.id": settings.consumer_group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "error",
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "queued.max.messages.kbytes": 256 * 1024,
+        }
+    )
+
+
+def read_batches(
+    consumer: Consumer,
+    topic: str,
+    ranges: Sequence[PartitionRange],
+    *,
+    max_records: int,
+    max_bytes: int,
+    idle_timeout_s: float = 5.0,
+) -> Iterator[RawBatch]:
+    """Yield batches covering `ranges`, each at most `max_records` records / `max_bytes` bytes.
+
+    `next_offsets` of a batch is where the following one starts. Control records and
+    compacted-away offsets are skipped through the consumer position.
+    """
+    position = {r.partition: r.start for r in ranges}
+    end = {r.partition: r.end for r in ranges}
+    consumer.assign([TopicPartition(topic, r.partition, r.start) for r in ranges if r.count])
+    try:
+        while any(position[p] < end[p] for p in position):
+            batch = _read_one(
+                consumer, topic, position, end, max_records, max_bytes, idle_timeout_s
+            )
+            if not batch.next_offsets:
+                break
+            yield batch
+    finally:
+        consumer.unassign()
+
+
+def _read_one(
+    consumer: Consumer,
+    topic: str,
+    position: dict[int, int],
+    end: dict[int, int],
+    max_records: int,
+    max_bytes: int,
+    idle_timeout_s: float,
+) -> RawBatch:
+    batch = RawBatch(topic=topic)
+    open_partitions = {p for p in position if position[p] < end[p]}
+    batch.start_offsets = {p: position[p] for p in open_partitions}
+    last_progress = time.monotonic()
+    while open_partitions and len(batch) < max_records and batch.nbytes < max_bytes:
+        messages = consumer.consume(num_messages=min(10_000, max_records - len(batch)), timeout=0.5)
+        if not messages:
+            _advance_past_gaps(consumer, topic, position, end, open_partitions)
+            if open_partitions and time.monotonic() - last_progress > idle_timeout_s:
+                break  # e.g. an open transaction holds the last stable offset back
+            continue
+        last_progress = time.monotonic()
+        for message in messages:
+            error = message.error()
+            partition = message.partition()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    # The EOF event carries the partition's end: skip markers before it.
+                    if partition in open_partitions:
+                        reached = min(message.offset(), end[partition])
+                        position[partition] = max(position[partition], reached)
+                    _close_if_done(consumer, topic, partition, position, end, open_partitions)
+                    continue
+                raise KafkaReadError(f"reading {topic}[{partition}]: {error}") from KafkaException(
+                    error
+                )
+            offset = message.offset()
+            if partition not in open_partitions or offset >= end[partition]:
+                continue  # fetched past the planned end: not ours
+            value = message.value()
+            key = message.key()
+            batch.partitions.append(partition)
+            batch.offsets.append(offset)
+            batch.timestamps_ms.append(message.timestamp()[1])
+            batch.keys.append(key)
+            batch.values.append(value)
+            batch.nbytes += (len(value) if value else 0) + (len(key) if key else 0)
+            position[partition] = offset + 1
+            if position[partition] >= end[partition]:
+                open_partitions.discard(partition)
+                consumer.pause([TopicPartition(topic, partition)])
+    for partition in batch.start_offsets:
+        if position[partition] > batch.start_offsets[partition]:
+            batch.next_offsets[partition] = position[partition]
+    return batch
+
+
+def _advance_past_gaps(
+    consumer: Consumer,
+    topic: str,
+    position: dict[int, int],
+    end: dict[int, int],
+    open_partitions: set[int],
+) -> None:
+    """Move positions over offsets that hold no message (transaction markers, compaction)."""
+    for partition in list(open_partitions):
+        _close_if_done(consumer, topic, partition, position, end, open_partitions)
+
+
+def _close_if_done(
+    consumer: Consumer,
+    topic: str,
+    partition: int,
+    position: dict[int, int],
+    end: dict[int, int],
+    open_partitions: set[int],
+) -> None:
+    if partition not in open_partitions:
+        return
+    [tp] = consumer.position([TopicPartition(topic, partition)])
+    if tp.offset >= 0 and tp.offset > position[partition]:
+        position[partition] = min(tp.offset, end[partition])
+    if position[partition] >= end[partition]:
+        open_partitions.discard(partition)
+        consumer.pause([TopicPartition(topic, partition)])

@@ -1,0 +1,1 @@
+"""Thin Dagster sensors over `lakehouse`."""

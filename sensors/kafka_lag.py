@@ -1,0 +1,82 @@
+"""Lag sensors: Kafka end offsets minus the offsets committed in the table → run requests."""
+
+import json
+import time
+
+import dagster as dg
+
+from assets.keys import bronze_key, stream_tag, topic_key
+from assets.resources import LakehouseResource
+from lakehouse.config import StreamSpec
+from lakehouse.ingest import plan
+from lakehouse.trigger import decide
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def lag_sensor(spec: StreamSpec) -> dg.SensorDefinition:
+    """Every few seconds: observe the lag of `spec.topic`, request a bronze run when due."""
+
+    @dg.sensor(
+        name=f"kafka_lag_{spec.name}",
+        target=[bronze_key(spec)],
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Requests a bronze/{spec.name} run when {spec.topic} has lag.",
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext, lakehouse: LakehouseResource
+    ) -> dg.SensorResult:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        ranges = plan(lakehouse.settings(), spec)
+        decision = decide(
+            spec.topic, ranges, spec.trigger, now=time.time(), lag_since=cursor.get("lag_since")
+        )
+        observation = dg.AssetObservation(
+            asset_key=topic_key(spec),
+            metadata={
+                "lag": decision.lag,
+                "partitions_with_lag": len(ranges),
+            },
+        )
+        new_cursor = json.dumps({"lag_since": decision.lag_since})
+        if decision.run and _run_in_flight(context, spec):
+            return dg.SensorResult(
+                skip_reason=f"{decision.reason}, but a bronze/{spec.name} run is in flight",
+                asset_events=[observation],
+                cursor=json.dumps({"lag_since": cursor.get("lag_since") or time.time()}),
+            )
+        if not decision.run:
+            return dg.SensorResult(
+                skip_reason=decision.reason, asset_events=[observation], cursor=new_cursor
+            )
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=decision.run_key,
+                    asset_selection=[bronze_key(spec)],
+                    tags={**stream_tag(spec), "lakehouse/reason": decision.reason[:200]},
+                )
+            ],
+            asset_events=[observation],
+            cursor=new_cursor,
+        )
+
+    return _sensor
+
+
+def _run_in_flight(context: dg.SensorEvaluationContext, spec: StreamSpec) -> bool:
+    runs = context.instance.get_runs(
+        filters=dg.RunsFilter(statuses=IN_FLIGHT, tags=stream_tag(spec)), limit=1
+    )
+    return bool(runs)
+
+
+def lag_sensors(streams: list[StreamSpec]) -> list[dg.SensorDefinition]:
+    """One lag sensor per declared stream."""
+    return [lag_sensor(spec) for spec in streams]
