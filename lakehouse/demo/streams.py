@@ -59,7 +59,7 @@ def demo_schema(stream: str, version: int = 1) -> DemoSchema:
 
 @cache
 def _read(file: str) -> str:
-    return resources.files("lakehouse.demo").joinpath("schemas", file).read_text()
+    return resources.files("lakehouse.demo").joinpath("schemas", file).read_text().strip()
 
 
 @cache
