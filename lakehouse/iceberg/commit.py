@@ -1,0 +1,319 @@
+"""The one commit path every writer uses: rows and Kafka offsets in one Iceberg commit.
+
+Offsets live in the table property `lakehouse.offsets.<topic>` = JSON {"<partition>": next}
+and are set in the same transaction as the append (DESIGN §2). Tables run with
+`commit.retry.num-retries=0`, so a concurrent commit fails ours and `commit_batch` reloads,
+re-reads the offsets, drops rows already in the table and tries again. The protocol and
+its failure cases are in docs/exactly-once.md.
+"""
+
+import contextlib
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NoSuchTableError,
+    ValidationException,
+)
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Snapshot
+
+from lakehouse.errors import (
+    CommitConflictError,
+    LakehouseError,
+    OffsetGapError,
+    SchemaEvolutionError,
+)
+from lakehouse.iceberg.catalog import NO_AUTO_RETRY, retry_locked
+from lakehouse.iceberg.evolution import evolve_schema, normalize_rows
+
+log = logging.getLogger(__name__)
+
+OFFSETS_PREFIX = "lakehouse.offsets."
+LAST_COMMIT_ID = "lakehouse.last-commit-id"
+COMMIT_ID = "lakehouse.commit-id"  # snapshot-summary key: find our commit after an error
+RETRY_PROPERTY = "commit.retry.num-retries"
+
+
+@dataclass(frozen=True)
+class CommitOutcome:
+    """What one `commit_batch` call did."""
+
+    table: str
+    topic: str
+    rows_written: int
+    rows_skipped: int
+    offsets_before: dict[int, int]
+    offsets_after: dict[int, int]
+    snapshot_id: int | None
+    data_files_added: int = 0
+    bytes_added: int = 0
+    attempts: int = 1
+    conflicts: int = 0
+    commit_id: str | None = None
+    seconds: float = 0.0
+    schema_changed: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def already_committed(self) -> bool:
+        """True when the table already held everything (nothing new was committed)."""
+        return self.snapshot_id is None
+
+
+def offsets_key(topic: str) -> str:
+    """The table property holding `topic`'s next offsets."""
+    return OFFSETS_PREFIX + topic
+
+
+def committed_offsets(table: Table, topic: str) -> dict[int, int]:
+    """The next offset per partition committed to `table` for `topic` ({} if none yet)."""
+    raw = table.properties.get(offsets_key(topic))
+    if not raw:
+        return {}
+    try:
+        return {int(p): int(o) for p, o in json.loads(raw).items()}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise LakehouseError(
+            f"{table.name()}: property {offsets_key(topic)} is not offsets JSON: {raw!r}"
+        ) from exc
+
+
+def commit_batch(
+    catalog: Catalog,
+    identifier: str,
+    topic: str,
+    rows: pa.Table,
+    start_offsets: Mapping[int, int],
+    next_offsets: Mapping[int, int],
+    *,
+    partition_column: str = "_kafka_partition",
+    offset_column: str = "_kafka_offset",
+    snapshot_properties: Mapping[str, str] | None = None,
+    max_attempts: int = 12,
+    lock_budget_seconds: float = 60.0,
+) -> CommitOutcome:
+    """Append the rows of offsets [start, next) per partition with the offsets, exactly once.
+
+    Rows whose offset is below the table's committed offset are dropped (already there); a
+    partition whose batch starts after the committed offset raises OffsetGapError (a
+    partition with no committed offset accepts any start: the planner chose it). Returns an
+    outcome with `snapshot_id=None` when the table already held everything.
+    Raises CommitConflictError after `max_attempts` lost races, SchemaEvolutionError when
+    the rows change the schema in a way Iceberg cannot take (nothing committed).
+    """
+    _check_batch(rows, start_offsets, next_offsets, partition_column, offset_column)
+    rows = normalize_rows(rows)
+    started = time.monotonic()
+    commit_id = str(uuid.uuid4())
+    conflicts = 0
+    unknown = 0
+    last_error: Exception | None = None
+    for attempt in range(1, max_attempts + 1):
+        table = _load(catalog, identifier, lock_budget_seconds)
+        before = committed_offsets(table, topic)
+        _check_gap(identifier, topic, start_offsets, before)
+        after = dict(before)
+        for p, nxt in next_offsets.items():
+            after[p] = max(before.get(p, nxt), nxt)
+        new_rows = _trim(rows, before, partition_column, offset_column)
+        skipped = rows.num_rows - new_rows.num_rows
+        if after == before:
+            return CommitOutcome(
+                table=identifier,
+                topic=topic,
+                rows_written=0,
+                rows_skipped=skipped,
+                offsets_before=before,
+                offsets_after=after,
+                snapshot_id=None,
+                attempts=attempt,
+                conflicts=conflicts,
+                seconds=time.monotonic() - started,
+            )
+        summary = {**(snapshot_properties or {}), COMMIT_ID: commit_id, "lakehouse.topic": topic}
+        tx = table.transaction()
+        if new_rows.num_rows == 0:  # offsets only: an empty snapshot, the schema untouched
+            new_rows = table.schema().as_arrow().empty_table()
+        schema_changed = evolve_schema(tx, new_rows.schema)
+        try:
+            tx.append(new_rows, snapshot_properties=summary)
+        except ValueError as exc:  # pyiceberg's schema compatibility check
+            raise SchemaEvolutionError(f"{identifier}: rows do not fit the table: {exc}") from exc
+        tx.set_properties({offsets_key(topic): _dump(after), LAST_COMMIT_ID: commit_id})
+        snapshot: Snapshot | None
+        try:
+            snapshot = _snapshot_with(tx.commit_transaction(), commit_id)
+        except (CommitFailedException, ValidationException) as exc:
+            conflicts += 1
+            log.info("%s: commit lost a race (attempt %d): %s", identifier, attempt, exc)
+            _backoff(attempt)
+            continue
+        except Exception as exc:  # outcome unknown: look before retrying, never blindly
+            unknown += 1
+            last_error = exc
+            log.warning("%s: commit outcome unknown (attempt %d): %r", identifier, attempt, exc)
+            snapshot = _find_commit(catalog, identifier, commit_id, lock_budget_seconds)
+            if snapshot is None:
+                _backoff(attempt)
+                continue
+        return _outcome(
+            identifier,
+            topic,
+            new_rows.num_rows,
+            skipped,
+            before,
+            after,
+            snapshot,
+            attempt,
+            conflicts,
+            commit_id,
+            time.monotonic() - started,
+            schema_changed,
+        )
+    raise CommitConflictError(
+        f"{identifier}: no commit after {max_attempts} attempts "
+        f"({conflicts} lost races, {unknown} unknown outcomes)"
+    ) from last_error
+
+
+def _check_batch(
+    rows: pa.Table,
+    start: Mapping[int, int],
+    nxt: Mapping[int, int],
+    partition_column: str,
+    offset_column: str,
+) -> None:
+    """Programming errors: rows outside [start, next) or offsets going backwards."""
+    if set(start) != set(nxt):
+        raise ValueError("start_offsets and next_offsets must name the same partitions")
+    for p in nxt:
+        if nxt[p] < start[p]:
+            raise ValueError(f"partition {p}: next offset {nxt[p]} < start {start[p]}")
+    if rows.num_rows == 0:
+        return
+    for column in (partition_column, offset_column):
+        if column not in rows.column_names:
+            raise ValueError(f"rows have no {column!r} column")
+    stats = rows.group_by(partition_column).aggregate(
+        [(offset_column, "min"), (offset_column, "max")]
+    )
+    for p, lo, hi in zip(
+        stats[partition_column].to_pylist(),
+        stats[f"{offset_column}_min"].to_pylist(),
+        stats[f"{offset_column}_max"].to_pylist(),
+        strict=True,
+    ):
+        if p not in nxt or lo < start[p] or hi >= nxt[p]:
+            raise ValueError(f"partition {p}: rows with offsets {lo}..{hi} outside the batch range")
+
+
+def _check_gap(
+    identifier: str, topic: str, start: Mapping[int, int], committed: Mapping[int, int]
+) -> None:
+    gaps = {p: (committed[p], s) for p, s in start.items() if p in committed and s > committed[p]}
+    if gaps:
+        detail = ", ".join(f"[{p}] committed {c}, batch starts {s}" for p, (c, s) in gaps.items())
+        raise OffsetGapError(f"{identifier} {topic}: batch would leave a gap: {detail}")
+
+
+def _trim(rows: pa.Table, committed: Mapping[int, int], part_col: str, off_col: str) -> pa.Table:
+    """Rows at or above the committed offset of their partition."""
+    if rows.num_rows == 0 or not committed:
+        return rows
+    parts = pa.array(list(committed), pa.int64())
+    floors = pa.array(list(committed.values()), pa.int64())
+    index = pc.index_in(rows[part_col].cast(pa.int64()), value_set=parts)
+    floor = pc.fill_null(pc.take(floors, index), 0)
+    return rows.filter(pc.greater_equal(rows[off_col], floor))
+
+
+def _dump(offsets: Mapping[int, int]) -> str:
+    return json.dumps({str(p): o for p, o in sorted(offsets.items())}, separators=(",", ":"))
+
+
+def _load(catalog: Catalog, identifier: str, budget: float) -> Table:
+    """The fresh table, made to run without pyiceberg's automatic commit retry."""
+    for _ in range(10):
+        try:
+            table = retry_locked(lambda: catalog.load_table(identifier), budget)
+        except NoSuchTableError as exc:
+            raise LakehouseError(f"table {identifier} does not exist; ensure_table it") from exc
+        if table.properties.get(RETRY_PROPERTY) == NO_AUTO_RETRY[RETRY_PROPERTY]:
+            return table
+        # pyiceberg's own retry would re-apply a stale append with stale offsets.
+        with contextlib.suppress(CommitFailedException):
+            retry_locked(table.transaction().set_properties(NO_AUTO_RETRY).commit_transaction)
+    raise CommitConflictError(f"{identifier}: cannot set {RETRY_PROPERTY}=0")
+
+
+def _find_commit(
+    catalog: Catalog, identifier: str, commit_id: str, budget: float
+) -> Snapshot | None:
+    """After an unknown outcome: our snapshot, if the commit landed after all."""
+    return _snapshot_with(_load(catalog, identifier, budget), commit_id)
+
+
+def _snapshot_with(table: Table, commit_id: str) -> Snapshot | None:
+    for snapshot in reversed(table.metadata.snapshots):
+        if snapshot.summary is not None and snapshot.summary.get(COMMIT_ID) == commit_id:
+            return snapshot
+    return None
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(0.5, 0.01 * 2**attempt) * random.uniform(0.5, 1.5))
+
+
+def _outcome(
+    identifier: str,
+    topic: str,
+    written: int,
+    skipped: int,
+    before: dict[int, int],
+    after: dict[int, int],
+    snapshot: Snapshot | None,
+    attempts: int,
+    conflicts: int,
+    commit_id: str,
+    seconds: float,
+    schema_changed: bool,
+) -> CommitOutcome:
+    summary = snapshot.summary if snapshot is not None and snapshot.summary else None
+    return CommitOutcome(
+        table=identifier,
+        topic=topic,
+        rows_written=written,
+        rows_skipped=skipped,
+        offsets_before=before,
+        offsets_after=after,
+        snapshot_id=snapshot.snapshot_id if snapshot is not None else None,
+        data_files_added=int(summary.get("added-data-files") or 0) if summary else 0,
+        bytes_added=int(summary.get("added-files-size") or 0) if summary else 0,
+        attempts=attempts,
+        conflicts=conflicts,
+        commit_id=commit_id,
+        seconds=seconds,
+        schema_changed=schema_changed,
+    )
+
+
+__all__ = [
+    "COMMIT_ID",
+    "LAST_COMMIT_ID",
+    "OFFSETS_PREFIX",
+    "CommitOutcome",
+    "SchemaEvolutionError",
+    "commit_batch",
+    "committed_offsets",
+    "offsets_key",
+]

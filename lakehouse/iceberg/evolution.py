@@ -1,0 +1,94 @@
+"""Schema evolution at commit time: add optional columns, widen int→long and float→double.
+
+Anything else (narrowing, a type change, a column made required) raises
+`SchemaEvolutionError` naming the field, and nothing is committed.
+"""
+
+import pyarrow as pa
+from pyiceberg.exceptions import ValidationError
+from pyiceberg.schema import Schema, index_by_id
+from pyiceberg.table import Table, Transaction
+from pyiceberg.types import DoubleType, FloatType, IntegerType, LongType
+
+from lakehouse.errors import SchemaEvolutionError
+
+_PROMOTIONS = {(IntegerType(), LongType()), (FloatType(), DoubleType())}
+
+
+def normalize_type(dtype: pa.DataType) -> pa.DataType:
+    """`dtype` with nanosecond timestamps as microseconds and every nested field nullable."""
+    if pa.types.is_timestamp(dtype) and dtype.unit == "ns":
+        return pa.timestamp("us", tz=dtype.tz)
+    if pa.types.is_struct(dtype):
+        return pa.struct([_normalize_field(dtype.field(i)) for i in range(dtype.num_fields)])
+    if pa.types.is_large_list(dtype):
+        return pa.large_list(_normalize_field(dtype.value_field))
+    if pa.types.is_list(dtype):
+        return pa.list_(_normalize_field(dtype.value_field))
+    if pa.types.is_map(dtype):
+        return pa.map_(
+            dtype.key_field.with_type(normalize_type(dtype.key_type)),
+            _normalize_field(dtype.item_field),
+        )
+    return dtype
+
+
+def _normalize_field(field: pa.Field) -> pa.Field:
+    return field.with_type(normalize_type(field.type)).with_nullable(True)
+
+
+def normalize_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema Iceberg gets: all fields optional, timestamps in microseconds."""
+    return pa.schema([_normalize_field(f) for f in schema], metadata=schema.metadata)
+
+
+def normalize_rows(rows: pa.Table) -> pa.Table:
+    """`rows` with nanosecond timestamps truncated to microseconds (Iceberg v2 has no ns)."""
+    target = pa.schema(
+        [f.with_type(normalize_type(f.type)) for f in rows.schema], metadata=rows.schema.metadata
+    )
+    return rows if target.equals(rows.schema) else rows.cast(target, safe=False)
+
+
+def evolve_schema(target: Transaction | Table, arrow_schema: pa.Schema) -> bool:
+    """Stage the columns `arrow_schema` adds or widens; True if the schema changed.
+
+    A `Table` gets the change committed on its own; a `Transaction` gets it staged, to be
+    committed with the rest of it. Raises SchemaEvolutionError when the change is not one of:
+    new optional column, int→long, float→double. The transaction must then be discarded.
+    """
+    if isinstance(target, Table):
+        tx = target.transaction()
+        changed = evolve_schema(tx, arrow_schema)
+        if changed:
+            tx.commit_transaction()
+        return changed
+    before = target.table_metadata.schema()
+    try:
+        with target.update_schema() as update:
+            update.union_by_name(normalize_schema(arrow_schema))
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise SchemaEvolutionError(f"schema change refused: {exc}") from exc
+    after = target.table_metadata.schema()
+    if after.schema_id == before.schema_id:
+        return False
+    _check_allowed(before, after)
+    return True
+
+
+def _check_allowed(before: Schema, after: Schema) -> None:
+    old_fields = index_by_id(before)
+    for field_id, new in index_by_id(after).items():
+        name = after.find_column_name(field_id) or new.name
+        old = old_fields.get(field_id)
+        if old is None:
+            if new.required:
+                raise SchemaEvolutionError(f"column {name!r}: a new column must be optional")
+            continue
+        if new.required and not old.required:
+            raise SchemaEvolutionError(f"column {name!r}: cannot become required")
+        changed = old.field_type.is_primitive and old.field_type != new.field_type
+        if changed and (old.field_type, new.field_type) not in _PROMOTIONS:
+            raise SchemaEvolutionError(
+                f"column {name!r}: cannot change {old.field_type} to {new.field_type}"
+            )
