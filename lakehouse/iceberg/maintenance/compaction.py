@@ -1,0 +1,223 @@
+"""Compaction: rewrite each partition's small data files into few target-sized files and
+merge the snapshot's manifests, in one atomic `replace` commit that races ingestion safely."""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
+from pyiceberg.exceptions import ValidationException as PyIcebergValidationError
+from pyiceberg.expressions import BooleanExpression
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import Table
+
+from lakehouse.errors import CommitConflictError, LakehouseError
+from lakehouse.iceberg.maintenance._files import delete_all
+from lakehouse.iceberg.maintenance._producer import ReplaceFiles
+from lakehouse.iceberg.maintenance._rewrite import rewrite_group
+from lakehouse.iceberg.maintenance.planning import (
+    SMALL_FILE_RATIO,
+    CompactionPlan,
+    FileGroup,
+    plan_compaction,
+    rebind,
+)
+from lakehouse.iceberg.maintenance.reports import Report
+
+TableOrLoader = Table | Callable[[], Table]
+
+
+@dataclass(frozen=True)
+class CompactionReport(Report):
+    """What one compaction run did (counts over data files of the current snapshot)."""
+
+    files_before: int
+    bytes_before: int
+    files_after: int
+    bytes_after: int
+    files_rewritten: int
+    files_written: int
+    rows_rewritten: int
+    partitions_compacted: int
+    partitions_skipped_compact: int
+    partitions_skipped_deletes: int
+    manifests_before: int
+    manifests_after: int
+    attempts: int
+    seconds: float
+    snapshot_id: int
+    """The replace snapshot committed, or -1 when there was nothing to do."""
+
+
+def _load(table_or_loader: TableOrLoader) -> Table:
+    return table_or_loader() if callable(table_or_loader) else table_or_loader.refresh()
+
+
+def _manifest_count(table: Table) -> int:
+    snapshot = table.current_snapshot()
+    return len(snapshot.manifests(table.io)) if snapshot else 0
+
+
+def _commit(
+    table: Table,
+    groups: tuple[FileGroup, ...],
+    written: dict[tuple[str, ...], list[DataFile]],
+    merge_manifests: bool,
+) -> int:
+    transaction = table.transaction()
+    producer = ReplaceFiles(transaction, merge_manifests=merge_manifests)
+    for group in groups:
+        for old in group.files:
+            producer.delete_data_file(old)
+        for new in written[_key(group)]:
+            producer.append_data_file(new)
+    producer.commit()
+    transaction.commit_transaction()
+    return producer.snapshot_id
+
+
+def _key(group: FileGroup) -> tuple[str, ...]:
+    return tuple(f.file_path for f in group.files)
+
+
+def compact(
+    table_or_loader: TableOrLoader,
+    *,
+    target_file_size_bytes: int,
+    min_input_files: int = 2,
+    partition_filter: BooleanExpression | None = None,
+    max_attempts: int = 5,
+    small_file_ratio: float = SMALL_FILE_RATIO,
+    min_manifests_to_merge: int = 16,
+) -> CompactionReport:
+    """Rewrite small files per partition and merge manifests in one `replace` snapshot.
+
+    Rows are read from the exact input files and written back unchanged. A concurrent
+    append is kept (the commit is re-validated on the new head and retried up to
+    `max_attempts` times); an input file removed or given delete files concurrently
+    raises `CommitConflictError` with nothing committed and the new files deleted.
+    Manifests are merged when the snapshot has at least `min_manifests_to_merge`.
+    Table properties (the ingest offsets) are never touched.
+    """
+    started = time.monotonic()
+    table = _load(table_or_loader)
+    plan = plan_compaction(
+        table,
+        target_file_size_bytes=target_file_size_bytes,
+        min_input_files=min_input_files,
+        partition_filter=partition_filter,
+        small_file_ratio=small_file_ratio,
+    )
+    manifests_before = _manifest_count(table)
+    merge = manifests_before >= min_manifests_to_merge
+    groups = plan.groups
+    if not groups and not merge:
+        return _report(
+            plan,
+            groups,
+            {},
+            manifests_before,
+            manifests_before,
+            0,
+            started,
+            -1,
+        )
+
+    written: dict[tuple[str, ...], list[DataFile]] = {}
+    try:
+        for group in groups:
+            written[_key(group)] = rewrite_group(table, group)
+    except BaseException:
+        _discard(table, written)
+        raise
+    try:
+        table, groups, snapshot_id, attempts = _commit_with_retries(
+            table_or_loader, table, groups, written, merge, max_attempts
+        )
+    except CommitConflictError:
+        _discard(table, written)
+        raise
+    except CommitStateUnknownException as exc:
+        # The replace may have landed and may reference the new files: keep them.
+        raise LakehouseError(f"compaction of {table.name()}: commit outcome unknown") from exc
+    # Any other failure leaves the new files for orphan removal: deleting them is only safe
+    # when the commit certainly did not land.
+    return _report(
+        plan,
+        groups,
+        written,
+        manifests_before,
+        _manifest_count(table),
+        attempts,
+        started,
+        snapshot_id,
+    )
+
+
+def _discard(table: Table, written: dict[tuple[str, ...], list[DataFile]]) -> None:
+    delete_all(table.io, [f.file_path for files in written.values() for f in files])
+
+
+def _commit_with_retries(
+    table_or_loader: TableOrLoader,
+    table: Table,
+    groups: tuple[FileGroup, ...],
+    written: dict[tuple[str, ...], list[DataFile]],
+    merge: bool,
+    max_attempts: int,
+) -> tuple[Table, tuple[FileGroup, ...], int, int]:
+    """Commit; after a lost race reload, re-check every group against the new head, retry."""
+    spec_id = table.metadata.default_spec_id
+    for attempt in range(1, max_attempts + 1):
+        try:
+            return table, groups, _commit(table, groups, written, merge), attempt
+        except CommitFailedException as exc:
+            if attempt == max_attempts:
+                raise CommitConflictError(
+                    f"compaction of {table.name()} lost {attempt} commit races; giving up"
+                ) from exc
+            table = _load(table_or_loader)
+            groups, conflicts = rebind(table, groups)
+            if conflicts or table.metadata.default_spec_id != spec_id:
+                raise CommitConflictError(
+                    f"compaction of {table.name()}: {conflicts} file group(s) changed "
+                    "concurrently (input removed or delete files added); nothing committed"
+                ) from exc
+        except PyIcebergValidationError as exc:
+            raise CommitConflictError(
+                f"compaction of {table.name()}: inputs changed concurrently: {exc}"
+            ) from exc
+    raise AssertionError("unreachable")
+
+
+def _report(
+    plan: CompactionPlan,
+    groups: tuple[FileGroup, ...],
+    written: dict[tuple[str, ...], list[DataFile]],
+    manifests_before: int,
+    manifests_after: int,
+    attempts: int,
+    started: float,
+    snapshot_id: int,
+) -> CompactionReport:
+    rewritten = [f for g in groups for f in g.files]
+    new_files = [f for g in groups for f in written.get(_key(g), [])]
+    return CompactionReport(
+        files_before=plan.data_files,
+        bytes_before=plan.data_bytes,
+        files_after=plan.data_files - len(rewritten) + len(new_files),
+        bytes_after=plan.data_bytes
+        - sum(f.file_size_in_bytes for f in rewritten)
+        + sum(f.file_size_in_bytes for f in new_files),
+        files_rewritten=len(rewritten),
+        files_written=len(new_files),
+        rows_rewritten=sum(g.rows for g in groups),
+        partitions_compacted=len({(g.spec_id, g.partition) for g in groups}),
+        partitions_skipped_compact=plan.skipped_compact,
+        partitions_skipped_deletes=plan.skipped_deletes,
+        manifests_before=manifests_before,
+        manifests_after=manifests_after,
+        attempts=attempts,
+        seconds=round(time.monotonic() - started, 3),
+        snapshot_id=snapshot_id,
+    )
