@@ -50,8 +50,11 @@ def schema_id_of(value: bytes) -> int:
 
 
 def bad_magic(good: bytes, n: int = 0) -> bytes:
-    """`good` with its magic byte replaced by one of 1..255 (chosen by `n`)."""
-    return bytes([1 + n % 255]) + good[1:]
+    """`good` with its magic byte replaced by one of 2..255 (chosen by `n`).
+
+    Not 1: confluent-kafka reads magic byte 1 as its GUID framing (a 16-byte schema GUID).
+    """
+    return bytes([2 + n % 254]) + good[1:]
 
 
 def unknown_schema_id(good: bytes, n: int = 0) -> bytes:
