@@ -110,15 +110,17 @@ def _entries(
 
 @dataclass(frozen=True)
 class StoredFile:
-    """A file found on storage (`path` as the filesystem names it)."""
+    """A file found on storage: `path` normalized (see `normalize`), `uri` for FileIO."""
 
     path: str
+    uri: str
     size: int
     modified: datetime
 
 
 def list_files(io: FileIO, location: str) -> Iterator[StoredFile]:
     """Every file under `location`, through the pyarrow filesystem of the table's FileIO."""
+    scheme, _, _ = PyArrowFileIO.parse_location(location)
     filesystem, root = _filesystem(io, location)
     try:
         infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
@@ -129,7 +131,8 @@ def list_files(io: FileIO, location: str) -> Iterator[StoredFile]:
             modified = info.mtime or datetime.fromtimestamp(0, tz=UTC)
             if modified.tzinfo is None:
                 modified = modified.replace(tzinfo=UTC)
-            yield StoredFile(path=normalize(info.path), size=info.size or 0, modified=modified)
+            uri = info.path if scheme == "file" else f"{scheme}://{info.path}"
+            yield StoredFile(path=normalize(uri), uri=uri, size=info.size or 0, modified=modified)
 
 
 def _filesystem(io: FileIO, location: str) -> tuple[pafs.FileSystem, str]:

@@ -7,6 +7,7 @@ removed input file or a new delete file against an input fails. Optionally the p
 also merges the snapshot's data manifests, through pyiceberg's own merge manager.
 """
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -89,3 +90,15 @@ class ReplaceFiles(_OverwriteFiles):
         data = [m for m in live if m.content == ManifestContent.DATA]
         deletes = [m for m in live if m.content == ManifestContent.DELETES]
         return merger.merge_manifests(data) + deletes
+
+    def delete_merged_away_manifests(self) -> None:
+        """After the commit: delete manifests this producer wrote but then merged into others
+        (pyiceberg's merge manager leaves them behind, unreferenced)."""
+        snapshot = self._transaction._table.metadata.snapshot_by_id(self.snapshot_id)
+        if snapshot is None:
+            return
+        kept = {m.manifest_path for m in snapshot.manifests(self._io)}
+        for path in self._written_manifests:
+            if path not in kept:
+                with contextlib.suppress(OSError):  # left for orphan removal
+                    self._io.delete(path)

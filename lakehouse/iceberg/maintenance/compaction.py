@@ -2,7 +2,6 @@
 merge the snapshot's manifests, in one atomic `replace` commit that races ingestion safely."""
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
@@ -15,6 +14,7 @@ from lakehouse.errors import CommitConflictError, LakehouseError
 from lakehouse.iceberg.maintenance._files import delete_all
 from lakehouse.iceberg.maintenance._producer import ReplaceFiles
 from lakehouse.iceberg.maintenance._rewrite import rewrite_group
+from lakehouse.iceberg.maintenance._table import TableOrLoader, load
 from lakehouse.iceberg.maintenance.planning import (
     SMALL_FILE_RATIO,
     CompactionPlan,
@@ -23,8 +23,6 @@ from lakehouse.iceberg.maintenance.planning import (
     rebind,
 )
 from lakehouse.iceberg.maintenance.reports import Report
-
-TableOrLoader = Table | Callable[[], Table]
 
 
 @dataclass(frozen=True)
@@ -49,10 +47,6 @@ class CompactionReport(Report):
     """The replace snapshot committed, or -1 when there was nothing to do."""
 
 
-def _load(table_or_loader: TableOrLoader) -> Table:
-    return table_or_loader() if callable(table_or_loader) else table_or_loader.refresh()
-
-
 def _manifest_count(table: Table) -> int:
     snapshot = table.current_snapshot()
     return len(snapshot.manifests(table.io)) if snapshot else 0
@@ -73,6 +67,7 @@ def _commit(
             producer.append_data_file(new)
     producer.commit()
     transaction.commit_transaction()
+    producer.delete_merged_away_manifests()
     return producer.snapshot_id
 
 
@@ -100,7 +95,7 @@ def compact(
     Table properties (the ingest offsets) are never touched.
     """
     started = time.monotonic()
-    table = _load(table_or_loader)
+    table = load(table_or_loader)
     plan = plan_compaction(
         table,
         target_file_size_bytes=target_file_size_bytes,
@@ -176,7 +171,7 @@ def _commit_with_retries(
                 raise CommitConflictError(
                     f"compaction of {table.name()} lost {attempt} commit races; giving up"
                 ) from exc
-            table = _load(table_or_loader)
+            table = load(table_or_loader)
             groups, conflicts = rebind(table, groups)
             if conflicts or table.metadata.default_spec_id != spec_id:
                 raise CommitConflictError(
