@@ -67,10 +67,21 @@ def load_catalog(settings: Settings) -> Catalog:
     try:
         return retry_locked(lambda: _pyiceberg_load_catalog(name, **properties))
     except (ValueError, NotInstalledError, ImportError) as exc:
-        # Never echo the properties: a SQL URI may hold a password.
-        raise ConfigError(f"Iceberg catalog {name!r} cannot be loaded: {exc}") from exc
+        message = _redact(str(exc), properties)
+        raise ConfigError(f"Iceberg catalog {name!r} cannot be loaded: {message}") from None
     except OperationalError as exc:
         raise ConfigError(f"Iceberg catalog {name!r}: catalog database unusable") from exc
+
+
+_SECRET_HINTS = ("uri", "password", "secret", "token", "credential", "key")
+
+
+def _redact(message: str, properties: Mapping[str, str]) -> str:
+    """`message` without the values of properties that may hold secrets (a SQL URI may)."""
+    for key, value in properties.items():
+        if value and any(h in key.lower() for h in _SECRET_HINTS):
+            message = message.replace(str(value), "***")
+    return message
 
 
 def default_catalog_properties(settings: Settings) -> dict[str, str]:

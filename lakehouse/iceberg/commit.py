@@ -127,7 +127,7 @@ def commit_batch(
             after[p] = max(before.get(p, nxt), nxt)
         new_rows = _trim(rows, before, partition_column, offset_column)
         skipped = rows.num_rows - new_rows.num_rows
-        if after == before:
+        if all(n <= before.get(p, start_offsets[p]) for p, n in next_offsets.items()):
             return CommitOutcome(
                 table=identifier,
                 topic=topic,
