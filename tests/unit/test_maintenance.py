@@ -1,0 +1,318 @@
+"""Compaction, expiry and orphan removal against a real SQL catalog (SQLite) in a temp dir."""
+
+import datetime as dt
+import decimal
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
+from pyiceberg.transforms import DayTransform, IdentityTransform
+
+from lakehouse.errors import CommitConflictError
+from lakehouse.iceberg.maintenance import (
+    compact,
+    expire_snapshots,
+    remove_orphan_files,
+    small_file_stats,
+)
+from lakehouse.iceberg.maintenance import compaction as compaction_module
+
+TOPIC = "clicks"
+OFFSETS_KEY = f"lakehouse.offsets.{TOPIC}"
+BASE = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
+
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("ts", pa.timestamp("us", tz="UTC")),
+        pa.field("kind", pa.string()),
+        pa.field("day", pa.date32()),
+        pa.field("amount", pa.decimal128(12, 3)),
+        pa.field("payload", pa.binary()),
+        pa.field("event_uuid", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("flag", pa.bool_()),
+        pa.field("tags", pa.list_(pa.string())),
+        pa.field("attrs", pa.map_(pa.string(), pa.int64())),
+        pa.field(
+            "device",
+            pa.struct([pa.field("os", pa.string()), pa.field("version", pa.int32())]),
+        ),
+    ]
+)
+
+
+def rows(start: int, count: int) -> pa.Table:
+    """`count` rows with ids from `start`; every nullable column has nulls."""
+    ids = range(start, start + count)
+    return pa.table(
+        {
+            "id": list(ids),
+            "ts": [BASE + dt.timedelta(minutes=3 * i, microseconds=i) for i in ids],
+            "kind": [None if i % 7 == 0 else ("view", "click", "buy")[i % 3] for i in ids],
+            "day": [dt.date(2025, 1, 1) + dt.timedelta(days=i % 40) for i in ids],
+            "amount": [None if i % 5 == 0 else decimal.Decimal(i) / 1000 for i in ids],
+            "payload": [None if i % 6 == 0 else i.to_bytes(4, "big") for i in ids],
+            "event_uuid": [str(uuid.UUID(int=i)) for i in ids],
+            "score": [None if i % 4 == 0 else i / 3 for i in ids],
+            "flag": [None if i % 9 == 0 else i % 2 == 0 for i in ids],
+            "tags": [None if i % 8 == 0 else [f"t{i % 3}"] * (i % 3) for i in ids],
+            "attrs": [None if i % 10 == 0 else [("a", i), ("b", -i)] for i in ids],
+            "device": [
+                None if i % 11 == 0 else {"os": ("ios", "android")[i % 2], "version": i % 17}
+                for i in ids
+            ],
+        },
+        schema=SCHEMA,
+    )
+
+
+@pytest.fixture()
+def catalog(tmp_path: Path) -> SqlCatalog:
+    cat = SqlCatalog(
+        "test", uri=f"sqlite:///{tmp_path}/catalog.db", warehouse=f"file://{tmp_path}/warehouse"
+    )
+    cat.create_namespace("bronze")
+    return cat
+
+
+def make_table(
+    catalog: SqlCatalog, *, partitioned: bool = True, retries: str = "0", name: str = "events"
+) -> Table:
+    table = catalog.create_table(
+        f"bronze.{name}",
+        schema=SCHEMA,
+        properties={"format-version": "2", "commit.retry.num-retries": retries},
+    )
+    if partitioned:
+        with table.update_spec() as spec:
+            spec.add_field("ts", DayTransform(), "ts_day")
+            spec.add_field("kind", IdentityTransform(), "kind")
+    return table
+
+
+def ingest(table: Table, batches: int, size: int, first_id: int = 0) -> Table:
+    """Append like the ingest path does: rows and the next offset in one transaction."""
+    for b in range(batches):
+        start = first_id + b * size
+        with table.transaction() as tx:
+            tx.append(rows(start, size))
+            tx.set_properties({OFFSETS_KEY: json.dumps({"0": start + size})})
+    return table
+
+
+def table_rows(table: Table, snapshot_id: int | None = None) -> pa.Table:
+    return table.scan(snapshot_id=snapshot_id).to_arrow().sort_by("id")
+
+
+def data_files(table: Table) -> set[str]:
+    return {task.file.file_path for task in table.scan().plan_files()}
+
+
+def local(path: str) -> str:
+    return path.removeprefix("file://")
+
+
+@pytest.mark.parametrize("partitioned", [True, False], ids=["partitioned", "unpartitioned"])
+def test_compaction_keeps_every_row_and_column(catalog: SqlCatalog, partitioned: bool) -> None:
+    table = ingest(make_table(catalog, partitioned=partitioned), batches=12, size=25)
+    before = table_rows(table)
+    offsets = table.properties[OFFSETS_KEY]
+    files_before = data_files(table)
+
+    report = compact(table, target_file_size_bytes=1 << 20, min_manifests_to_merge=2)
+
+    table = catalog.load_table("bronze.events")
+    after = table_rows(table)
+    assert after.schema == before.schema
+    assert after.equals(before)
+    assert table.properties[OFFSETS_KEY] == offsets
+    assert table.current_snapshot().summary.operation.value == "replace"
+    assert report.files_before == len(files_before)
+    assert report.files_after == len(data_files(table)) < len(files_before)
+    assert report.rows_rewritten == before.num_rows
+    assert report.manifests_before == 12 and report.manifests_after == 1
+    assert report.attempts == 1
+    again = compact(table, target_file_size_bytes=1 << 20, min_manifests_to_merge=2)
+    assert again.snapshot_id == -1 and again.files_rewritten == 0
+    assert set(again.as_metadata()) >= {"files_before", "seconds", "attempts"}
+
+
+def test_partition_filter_and_small_file_stats(catalog: SqlCatalog) -> None:
+    table = ingest(make_table(catalog), batches=6, size=20)
+    stats = small_file_stats(table, target_file_size_bytes=1 << 20)
+    assert stats and all(count == 6 for count in stats.values())
+    assert sum(stats.values()) == len(data_files(table))
+    assert small_file_stats(table, target_file_size_bytes=1) == {}
+
+    from pyiceberg.expressions import EqualTo
+
+    report = compact(table, target_file_size_bytes=1 << 20, partition_filter=EqualTo("kind", "buy"))
+    assert report.partitions_compacted >= 1
+    stats_after = small_file_stats(table.refresh(), target_file_size_bytes=1 << 20)
+    assert all(count == (1 if "kind=buy" in path else 6) for path, count in stats_after.items())
+
+
+def _hook_rewrite(monkeypatch: pytest.MonkeyPatch, action) -> list[str]:
+    """Run `action` once, after compaction wrote its files and before it commits."""
+    written: list[str] = []
+    real = compaction_module.rewrite_group
+
+    def rewrite(table, group):
+        out = real(table, group)
+        written.extend(f.file_path for f in out)
+        if len(written) == len(out):
+            action()
+        return out
+
+    monkeypatch.setattr(compaction_module, "rewrite_group", rewrite)
+    return written
+
+
+@pytest.mark.parametrize("retries", ["0", "4"], ids=["own-retry", "pyiceberg-retry"])
+def test_compaction_that_loses_a_race_to_an_append_retries(
+    catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch, retries: str
+) -> None:
+    table = ingest(make_table(catalog, retries=retries), batches=8, size=20)
+    expected = pa.concat_tables([table_rows(table), rows(10_000, 20)]).sort_by("id")
+    _hook_rewrite(
+        monkeypatch, lambda: ingest(catalog.load_table("bronze.events"), 1, 20, first_id=10_000)
+    )
+
+    report = compact(table, target_file_size_bytes=1 << 20)
+
+    table = catalog.load_table("bronze.events")
+    assert table_rows(table).equals(expected)
+    assert report.attempts == (2 if retries == "0" else 1)
+    assert table.properties[OFFSETS_KEY] == json.dumps({"0": 10_020})
+
+
+@pytest.mark.parametrize("retries", ["0", "4"], ids=["own-retry", "pyiceberg-retry"])
+def test_compaction_whose_input_was_removed_fails_cleanly(
+    catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch, retries: str
+) -> None:
+    table = ingest(make_table(catalog, retries=retries), batches=8, size=20)
+
+    def other_compaction() -> None:
+        monkeypatch.setattr(compaction_module, "rewrite_group", real)
+        compact(catalog.load_table("bronze.events"), target_file_size_bytes=1 << 20)
+
+    real = compaction_module.rewrite_group
+    written = _hook_rewrite(monkeypatch, other_compaction)
+    winner_rows = None
+
+    with pytest.raises(CommitConflictError):
+        compact(table, target_file_size_bytes=1 << 20)
+
+    table = catalog.load_table("bronze.events")
+    winner_rows = table_rows(table)
+    assert winner_rows.equals(table_rows(table, table.current_snapshot().parent_snapshot_id))
+    assert table.current_snapshot().summary.operation.value == "replace"
+    assert len(table.metadata.snapshots) == 9  # 8 appends + the other compaction, nothing more
+    assert written and not any(os.path.exists(local(p)) for p in written)
+
+
+def test_expiry_keeps_time_travel_deletes_expired_files_and_offsets(catalog: SqlCatalog) -> None:
+    table = ingest(make_table(catalog), batches=10, size=20)
+    offsets = table.properties[OFFSETS_KEY]
+    old_files = data_files(table)
+    compact(table, target_file_size_bytes=1 << 20)
+    table = ingest(table, batches=3, size=20, first_id=1000)
+    snapshots_before = len(table.metadata.snapshots)
+    tagged = table.metadata.snapshots[2].snapshot_id
+    table.manage_snapshots().create_tag(tagged, "audit").commit()
+    tagged_rows = table_rows(table, tagged)
+
+    everything = {str(p) for p in Path(local(table.location())).rglob("*") if p.is_file()}
+    dry = expire_snapshots(table, older_than=dt.timedelta(0), retain_last=2, dry_run=True)
+    assert dry.snapshots_expired == snapshots_before - 3  # 2 newest + the tagged one stay
+    assert dry.data_files_deleted > 0 and dry.manifest_lists_deleted == dry.snapshots_expired
+    assert {str(p) for p in Path(local(table.location())).rglob("*") if p.is_file()} == everything
+    assert len(catalog.load_table("bronze.events").metadata.snapshots) == snapshots_before
+
+    report = expire_snapshots(table, older_than=dt.timedelta(0), retain_last=2)
+
+    table = catalog.load_table("bronze.events")
+    assert report.paths == dry.paths
+    assert report.snapshots_after == len(table.metadata.snapshots) == 3
+    assert table.properties[OFFSETS_KEY] != offsets  # later batches moved it on...
+    assert json.loads(table.properties[OFFSETS_KEY]) == {"0": 1060}  # ...and it survived
+    for snapshot in table.metadata.snapshots:
+        table_rows(table, snapshot.snapshot_id)  # every remaining snapshot still reads
+    assert table_rows(table, tagged).equals(tagged_rows)
+    live = data_files(table)
+    assert all(not os.path.exists(local(p)) for p in old_files - live - _tag_files(table, tagged))
+    assert all(os.path.exists(local(p)) for p in live)
+    assert not any(os.path.exists(local(p)) for p in report.paths)
+
+
+def _tag_files(table: Table, snapshot_id: int) -> set[str]:
+    return {t.file.file_path for t in table.scan(snapshot_id=snapshot_id).plan_files()}
+
+
+def test_expiry_keeps_the_newest_n_and_the_current_snapshot(catalog: SqlCatalog) -> None:
+    table = ingest(make_table(catalog), batches=6, size=5)
+    current = table.current_snapshot().snapshot_id
+    report = expire_snapshots(table, older_than=dt.timedelta(0), retain_last=4)
+    assert report.snapshots_after == 4
+    report = expire_snapshots(table, older_than=dt.timedelta(0), retain_last=0)
+    table = catalog.load_table("bronze.events")
+    assert [s.snapshot_id for s in table.metadata.snapshots] == [current]
+    assert table_rows(table).num_rows == 30
+    future_cutoff = expire_snapshots(table, older_than=BASE, retain_last=0)
+    assert future_cutoff.snapshots_expired == 0
+
+
+def test_expiry_deletes_metadata_files_beyond_previous_versions_max(catalog: SqlCatalog) -> None:
+    table = make_table(catalog)
+    table.transaction().set_properties(
+        {"write.metadata.previous-versions-max": "3"}
+    ).commit_transaction()
+    table = ingest(table, batches=8, size=5)
+    metadata_dir = Path(local(table.metadata_location)).parent
+    assert len(list(metadata_dir.glob("*.metadata.json"))) > 8
+
+    report = expire_snapshots(table, older_than=dt.timedelta(0), retain_last=8)
+
+    table = catalog.load_table("bronze.events")
+    kept = {Path(local(e.metadata_file)).name for e in table.metadata.metadata_log}
+    kept.add(Path(local(table.metadata_location)).name)
+    assert {p.name for p in metadata_dir.glob("*.metadata.json")} == kept
+    assert report.metadata_files_deleted > 0
+    assert table_rows(table).num_rows == 40
+
+
+def test_orphans_older_than_the_safety_age_go_younger_stay(catalog: SqlCatalog) -> None:
+    table = ingest(make_table(catalog), batches=5, size=10)
+    compact(table, target_file_size_bytes=1 << 20)
+    expire_snapshots(table, older_than=dt.timedelta(0), retain_last=1)
+    root = Path(local(table.location()))
+    old_orphans = [root / "data" / "crashed-write.parquet", root / "metadata" / "lost-m0.avro"]
+    young_orphan = root / "data" / "in-flight.parquet"
+    four_days_ago = time.time() - 4 * 86400
+    for path in [*old_orphans, young_orphan]:
+        path.write_bytes(b"x" * 10)
+    for path in old_orphans:
+        os.utime(path, (four_days_ago, four_days_ago))
+    referenced_file = next(iter(data_files(table)))
+    os.utime(local(referenced_file), (four_days_ago, four_days_ago))
+    expected = table_rows(table)
+
+    dry = remove_orphan_files(table, dry_run=True)
+    assert sorted(dry.paths) == sorted(str(p) for p in old_orphans)
+    assert all(p.exists() for p in [*old_orphans, young_orphan])
+
+    report = remove_orphan_files(table, older_than=dt.timedelta(days=3))
+
+    assert report.orphans_deleted == 2 and report.orphans_too_young == 1
+    assert not any(p.exists() for p in old_orphans) and young_orphan.exists()
+    table = catalog.load_table("bronze.events")
+    assert table_rows(table).equals(expected)
+    for snapshot in table.metadata.snapshots:
+        table_rows(table, snapshot.snapshot_id)
