@@ -1,0 +1,174 @@
+"""Proof that the fast path read each datum exactly, computed on the decoded Arrow columns.
+
+`polars.read_avro` ignores bytes left over in a block and reads any non-null union index
+(-1, 2, ...) as the non-null branch. Both would silently accept datums the Avro spec
+rejects. So, vectorised over a whole group: the canonical (shortest) encoding size of each
+decoded row must equal its datum's length, and every union index byte must be 0x00 or 0x02
+as its value is null or not. A canonical encoding is the shortest one for those values, so
+size equality also proves every part (varint, block, length) was canonical, which puts each
+union index byte at a computable offset. Rows failing the proof go to the safe path, which
+decides: non-canonical but valid encodings are accepted there, the rest are dead-lettered.
+"""
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehouse.avro.schema import Schema, decimal_params, logical_type, nullable_branch
+
+_FIXED_SIZES = {"boolean": 1, "float": 4, "double": 8, "null": 0}
+_I64 = pa.int64()
+
+
+def exact_rows(table: pa.Table, schema: Schema, datums: Sequence[bytes]) -> pa.BooleanArray:
+    """Mask: row i of `table` (as polars returned it) is proven to be exactly `datums[i]`."""
+    lengths = pa.array([len(d) for d in datums], _I64)
+    starts = pc.subtract(pc.cumulative_sum(lengths), lengths)
+    joined = pa.py_buffer(b"".join(datums))
+    walker = _Walker(pa.Array.from_buffers(pa.uint8(), joined.size, [None, joined]))
+    ok = pa.array([True] * len(datums))
+    offset = starts
+    for field in schema.fields:  # type: ignore[attr-defined]
+        column = table.column(field.name).combine_chunks()
+        sizes, good = walker.walk(column, field.type, offset)
+        offset = pc.add(offset, sizes)
+        ok = pc.and_(ok, good)
+    return pc.and_(ok, pc.equal(pc.subtract(offset, starts), lengths))  # type: ignore[no-any-return]
+
+
+def varint_sizes(values: pa.Array) -> pa.Array:
+    """Bytes of the zig-zag varint encoding of each integer (nulls count as 0)."""
+    v = pc.fill_null(pc.cast(values, _I64), 0)
+    # zigzag(v) < 2**(7k)  <=>  m < 2**(7k-1), with m = v for v >= 0 and ~v for v < 0
+    m = pc.if_else(pc.less(v, 0), pc.bit_wise_not(v), v)
+    size = pa.array([1] * len(v), _I64)
+    for k in range(1, 10):
+        size = pc.add(size, pc.cast(pc.greater_equal(m, 1 << (7 * k - 1)), _I64))
+    return size
+
+
+def _full(n: int, value: int) -> pa.Array:
+    return pa.array([value] * n, _I64)
+
+
+class _Walker:
+    """Computes canonical sizes and checks union bytes for arrays at given byte offsets."""
+
+    def __init__(self, buffer: pa.Array) -> None:
+        self.buffer = buffer
+
+    def byte_at(self, positions: pa.Array) -> pa.Array:
+        if len(self.buffer) == 0:
+            return pa.array([255] * len(positions), pa.uint8())
+        clipped = pc.min_element_wise(pc.max_element_wise(positions, 0), len(self.buffer) - 1)
+        return pc.take(self.buffer, clipped)
+
+    def walk(self, array: pa.Array, schema: Schema, starts: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """(size of each element, element passed the checks), elements starting at `starts`."""
+        n = len(array)
+        kind = schema.type
+        ok = pa.array([True] * n)
+        if kind == "union":
+            inner, null_index = nullable_branch(schema)  # type: ignore[misc]
+            valid = array.is_valid()
+            expected = pc.if_else(valid, 2 * (1 - null_index), 2 * null_index)
+            ok = pc.equal(pc.cast(self.byte_at(starts), _I64), pc.cast(expected, _I64))
+            sizes, inner_ok = self.walk(array, inner, pc.add(starts, 1))
+            sizes = pc.if_else(valid, pc.add(sizes, 1), 1)
+            return sizes, pc.and_(ok, pc.or_(inner_ok, pc.invert(valid)))
+        if kind in _FIXED_SIZES:
+            return _full(n, _FIXED_SIZES[kind]), ok
+        if kind == "fixed":
+            return _full(n, schema.size), ok  # type: ignore[attr-defined]
+        decimal = decimal_params(schema)
+        if decimal is not None and kind == "bytes":
+            return _decimal_sizes(array, decimal[1]), ok
+        if kind in ("int", "long"):
+            return varint_sizes(_raw_integers(array, logical_type(schema))), ok
+        if kind in ("string", "bytes"):
+            lengths = pc.fill_null(pc.binary_length(array), 0)
+            return pc.add(varint_sizes(lengths), pc.cast(lengths, _I64)), ok
+        if kind == "enum":
+            return varint_sizes(_enum_indexes(array, schema.symbols)), ok  # type: ignore[attr-defined]
+        if kind in ("record", "error"):
+            sizes = _full(n, 0)
+            for i, field in enumerate(schema.fields):  # type: ignore[attr-defined]
+                child_sizes, child_ok = self.walk(array.field(i), field.type, pc.add(starts, sizes))
+                sizes = pc.add(sizes, child_sizes)
+                ok = pc.and_(ok, child_ok)
+            return sizes, ok
+        if kind == "array":
+            return self._walk_list(array, schema.items, starts)  # type: ignore[attr-defined]
+        raise TypeError(f"the fast path does not read {kind}")
+
+    def _walk_list(
+        self, array: pa.Array, items: Schema, starts: pa.Array
+    ) -> tuple[pa.Array, pa.Array]:
+        offsets = pc.cast(array.offsets, _I64)
+        first = offsets[0].as_py()
+        local = pc.subtract(offsets, first)
+        counts = pc.subtract(local[1:], local[:-1])
+        values = array.values.slice(first, offsets[-1].as_py() - first)
+        header = varint_sizes(counts)
+        nonempty = pc.greater(counts, 0)
+        if len(values) == 0:
+            return _full(len(array), 1), pa.array([True] * len(array))
+        # Item sizes do not depend on where the items start: measure first, then place.
+        item_sizes, _ = self.walk(values, items, _full(len(values), 0))
+        ends = pa.concat_arrays([_full(1, 0), pc.cumulative_sum(item_sizes)])
+        owner = pc.list_parent_indices(array.slice(0, len(array)))
+        before_list = pc.take(ends, local[:-1])
+        item_starts = pc.add(
+            pc.take(pc.add(starts, header), owner),
+            pc.subtract(ends[:-1], pc.take(before_list, owner)),
+        )
+        _, item_ok = self.walk(values, items, item_starts)
+        bad_owners = pc.filter(owner, pc.invert(item_ok))
+        ok = pc.invert(
+            pc.is_in(pa.array(range(len(array)), _I64), value_set=pc.cast(bad_owners, _I64))
+        )
+        totals = pc.subtract(pc.take(ends, local[1:]), before_list)
+        sizes = pc.if_else(nonempty, pc.add(pc.add(header, totals), 1), 1)
+        return sizes, ok
+
+
+def _raw_integers(array: pa.Array, logical: str | None) -> pa.Array:
+    """The integers as written: polars turns time-millis/micros into nanoseconds."""
+    if pa.types.is_time(array.type):
+        nanos = pc.cast(pc.cast(array, pa.time64("ns")), _I64)
+        divisor = 1_000_000 if logical == "time-millis" else 1_000
+        return pc.divide(nanos, divisor)
+    if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
+        return pc.cast(array, _I64)
+    return array
+
+
+def _enum_indexes(array: pa.Array, symbols: Sequence[str]) -> pa.Array:
+    if pa.types.is_dictionary(array.type):
+        array = array.cast(array.type.value_type)
+    return pc.index_in(array, value_set=pa.array(list(symbols), array.type))
+
+
+def _decimal_sizes(array: pa.Array, scale: int) -> pa.Array:
+    sizes = []
+    for value in array.to_pylist():
+        if not isinstance(value, Decimal):
+            sizes.append(1)
+            continue
+        unscaled = int(value.scaleb(scale))
+        bits = unscaled.bit_length() if unscaled >= 0 else (~unscaled).bit_length()
+        length = bits // 8 + 1
+        sizes.append(length + len(_zigzag_bytes(length)))
+    return pa.array(sizes, _I64)
+
+
+def _zigzag_bytes(value: int) -> bytes:
+    number = value << 1
+    out = bytearray()
+    while number > 0x7F:
+        out.append((number & 0x7F) | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)

@@ -1,0 +1,206 @@
+"""Decode a batch of Kafka values into one Arrow table plus dead-letter entries."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import pyarrow as pa
+
+from lakehouse.avro.fast import FastPathError, read_fast
+from lakehouse.avro.registry import SchemaSource
+from lakehouse.avro.safe import DEFAULT_MAX_ZERO_SIZE_ITEMS, SafeDecoder
+from lakehouse.avro.wire import DEFAULT_MAX_VALUE_BYTES, parse_frame
+from lakehouse.avro.writer_schema import WriterSchema
+from lakehouse.errors import DecodeError
+
+# Below this many datums a failed bulk read is settled per message on the safe path.
+_BISECT_FLOOR = 8
+
+
+class Failure(NamedTuple):
+    """One value that cannot be decoded: its position in the batch, kind and context."""
+
+    index: int
+    kind: str
+    message: str
+    schema_id: int | None
+
+
+@dataclass
+class DecodeResult:
+    """Good rows (`table`, `row_index` into the input, `schema_ids`) and the failures."""
+
+    table: pa.Table
+    row_index: pa.Int64Array
+    schema_ids: pa.Int32Array
+    failures: list[Failure] = field(default_factory=list)
+
+
+@dataclass
+class _Group:
+    writer: WriterSchema
+    indexes: list[int]
+    datums: list[bytes]
+
+
+def decode_values(
+    values: Sequence[bytes | None],
+    schemas: SchemaSource,
+    *,
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    max_zero_size_items: int = DEFAULT_MAX_ZERO_SIZE_ITEMS,
+) -> DecodeResult:
+    """Decode Confluent-framed Avro values, grouped by writer schema.
+
+    Bad values become `failures`; `RegistryUnavailableError` propagates (never a failure).
+    """
+    failures: list[Failure] = []
+    frames: dict[int, tuple[list[int], list[bytes]]] = {}
+    for index, value in enumerate(values):
+        try:
+            frame = parse_frame(value, max_value_bytes)
+        except DecodeError as exc:
+            failures.append(Failure(index, exc.kind, exc.message, None))
+            continue
+        indexes, datums = frames.setdefault(frame.schema_id, ([], []))
+        indexes.append(index)
+        datums.append(frame.datum)
+
+    parts: list[tuple[WriterSchema, pa.Table, list[int]]] = []
+    for schema_id, (indexes, datums) in frames.items():
+        try:
+            writer = schemas.writer_schema(schema_id)
+        except DecodeError as exc:
+            failures += [Failure(i, exc.kind, exc.message, schema_id) for i in indexes]
+            continue
+        table, rows = _decode_group(_Group(writer, indexes, datums), failures, max_zero_size_items)
+        parts.append((writer, table, rows))
+    failures.sort(key=lambda f: f.index)
+    return _combine(parts, failures)
+
+
+def _decode_group(
+    group: _Group, failures: list[Failure], max_zero: int
+) -> tuple[pa.Table, list[int]]:
+    """The group's good rows in batch order, and their positions in the batch."""
+    tables: list[pa.Table] = []
+    positions: list[list[int]] = []
+    pending = list(range(len(group.datums)))
+    if group.writer.path == "fast":
+        pending = _fast(group, 0, len(group.datums), tables, positions)
+    if pending:
+        table, done = _safe(group, pending, failures, max_zero)
+        tables.append(table)
+        positions.append(done)
+    where = [p for part in positions for p in part]
+    order = sorted(range(len(where)), key=where.__getitem__)
+    table = pa.concat_tables(tables) if tables else group.writer.arrow.empty_table()
+    return table.take(pa.array(order, pa.int64())), [group.indexes[where[i]] for i in order]
+
+
+def _fast(
+    group: _Group, lo: int, hi: int, tables: list[pa.Table], positions: list[list[int]]
+) -> list[int]:
+    """Read group[lo:hi] with polars, bisecting around failures; returns positions left over."""
+    try:
+        table, exact = read_fast(group.writer, group.datums[lo:hi])
+    except FastPathError:
+        if hi - lo <= _BISECT_FLOOR:
+            return list(range(lo, hi))
+        mid = (lo + hi) // 2
+        return _fast(group, lo, mid, tables, positions) + _fast(group, mid, hi, tables, positions)
+    mask = exact.to_pylist()
+    tables.append(table.filter(exact))
+    positions.append([lo + i for i, good in enumerate(mask) if good])
+    return [lo + i for i, good in enumerate(mask) if not good]
+
+
+def _safe(
+    group: _Group, pending: list[int], failures: list[Failure], max_zero: int
+) -> tuple[pa.Table, list[int]]:
+    """Decode datums one by one with the strict reader."""
+    decoder = SafeDecoder(group.writer.parsed, max_zero)
+    schema = group.writer.arrow
+    rows: list[dict[str, object]] = []
+    done: list[int] = []
+    for position in pending:
+        try:
+            rows.append(decoder.decode(group.datums[position]))
+            done.append(position)
+        except DecodeError as exc:
+            failures.append(_failure(group, position, exc.kind, exc.message))
+    try:
+        table = pa.Table.from_pylist(rows, schema=schema)
+    except _ARROW_ERRORS:
+        # Some value does not fit its Arrow type (an int beyond int32, a far timestamp...).
+        kept_rows, kept = [], []
+        for row, position in zip(rows, done, strict=True):
+            try:
+                pa.Table.from_pylist([row], schema=schema)
+            except _ARROW_ERRORS as exc:
+                message = f"value does not fit its Arrow type: {exc}"[:500]
+                failures.append(_failure(group, position, "corrupt-datum", message))
+                continue
+            kept_rows.append(row)
+            kept.append(position)
+        table, done = pa.Table.from_pylist(kept_rows, schema=schema), kept
+    return table, done
+
+
+_ARROW_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError)
+
+
+def _failure(group: _Group, position: int, kind: str, message: str) -> Failure:
+    return Failure(group.indexes[position], kind, message, group.writer.schema_id)
+
+
+def union_schema(schemas: Sequence[pa.Schema]) -> pa.Schema:
+    """Fields united by name in first-seen order; a field missing from any schema is nullable."""
+    fields: dict[str, pa.Field] = {}
+    for schema in schemas:
+        for f in schema:
+            known = fields.get(f.name)
+            if known is None:
+                fields[f.name] = f
+            elif known.type != f.type or known.nullable != f.nullable:
+                merged = pa.unify_schemas(
+                    [pa.schema([known]), pa.schema([f])], promote_options="permissive"
+                )
+                fields[f.name] = merged.field(0).with_nullable(known.nullable or f.nullable)
+    return pa.schema(
+        [
+            f.with_nullable(f.nullable or any(f.name not in s.names for s in schemas))
+            for f in fields.values()
+        ]
+    )
+
+
+def _combine(
+    parts: list[tuple[WriterSchema, pa.Table, list[int]]], failures: list[Failure]
+) -> DecodeResult:
+    """One table over all writer schemas, rows in batch order."""
+    schema = union_schema([writer.arrow for writer, _, _ in parts])
+    tables: list[pa.Table] = []
+    indexes: list[int] = []
+    ids: list[int] = []
+    for writer, table, rows in parts:
+        for name in schema.names:
+            if name not in table.column_names:
+                column = pa.nulls(table.num_rows, schema.field(name).type)
+                table = table.append_column(schema.field(name), column)
+        tables.append(table.select(schema.names).cast(schema))
+        indexes += rows
+        ids += [writer.schema_id] * table.num_rows
+    if not tables:
+        empty = DecodeResult(
+            schema.empty_table(), pa.array([], pa.int64()), pa.array([], pa.int32())
+        )
+        empty.failures = failures
+        return empty
+    order = sorted(range(len(indexes)), key=indexes.__getitem__)
+    return DecodeResult(
+        table=pa.concat_tables(tables).take(pa.array(order, pa.int64())),
+        row_index=pa.array([indexes[i] for i in order], pa.int64()),
+        schema_ids=pa.array([ids[i] for i in order], pa.int32()),
+        failures=failures,
+    )
