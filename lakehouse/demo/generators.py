@@ -69,6 +69,10 @@ class EventGenerator:
     def __next__(self) -> Event:
         return self.next()
 
+    def take(self, n: int) -> list[Event]:
+        """The next `n` events."""
+        return [self.next() for _ in range(n)]
+
     def next(self) -> Event:
         """The next event."""
         now = self._clock()

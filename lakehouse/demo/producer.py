@@ -6,6 +6,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import partial
 from typing import Any, cast
 
@@ -51,6 +52,7 @@ def produce(
     collect_ids: bool = False,
     partitions: int = 6,
     stop: threading.Event | None = None,
+    start: datetime | None = None,
 ) -> ProduceReport:
     """Produce `count` messages (or for `duration` seconds, or until `stop`/Ctrl-C) of a
     demo stream to `topic` (default: the stream's name), at most `rate` per second.
@@ -58,8 +60,9 @@ def produce(
     Each message is malformed with probability `malformed_fraction` (the four kinds in
     turn). Waits for every delivery report before returning. `fast` frames fastavro output
     itself instead of calling confluent-kafka's AvroSerializer (same bytes, faster).
+    `start` fixes the generator's clock (see `EventGenerator`) for reproducible values.
     """
-    options = _Options(count, duration, rate, late_fraction, malformed_fraction, v2_after)
+    options = _Options(count, duration, rate, late_fraction, malformed_fraction, v2_after, start)
     run = _Run(settings, stream, topic or stream, options, seed, fast, collect_ids, partitions)
     if not progress:
         return run.execute(stop or threading.Event(), None)
@@ -94,6 +97,7 @@ def produce_many(
                 options.get("late_fraction", 0.0),
                 options.get("malformed_fraction", 0.0),
                 options.get("v2_after") if name == "clicks" else None,
+                options.get("start"),
             ),
             random.Random(f"{base}:{name}").getrandbits(63),
             options.get("fast", False),
@@ -144,6 +148,7 @@ class _Options:
         late_fraction: float,
         malformed_fraction: float,
         v2_after: int | None,
+        start: datetime | None = None,
     ) -> None:
         if count is not None and count < 0:
             raise ValueError("count must be >= 0")
@@ -157,6 +162,7 @@ class _Options:
         self.late_fraction = late_fraction
         self.malformed_fraction = malformed_fraction
         self.v2_after = v2_after
+        self.start = start
 
 
 class _Run:
@@ -181,7 +187,11 @@ class _Run:
         self.partitions = partitions
         seed = secrets.randbits(63) if seed is None else seed
         self.events = generator(
-            stream, seed, late_fraction=options.late_fraction, v2_after=options.v2_after
+            stream,
+            seed,
+            late_fraction=options.late_fraction,
+            v2_after=options.v2_after,
+            start=options.start,
         )
         self.chance = random.Random(f"{seed}:malformed")
         self.report = ProduceReport(stream, topic, seed)
