@@ -54,6 +54,8 @@ class _StrictReader(avro.io.DatumReader):  # type: ignore[misc]
         if not 0 <= index < len(writers_schema.schemas):
             raise avro.errors.InvalidAvroBinaryEncoding(f"union index {index} out of range")
         branch = writers_schema.schemas[index]
+        if branch.type == "null":
+            return None
         return _Tagged((index, self.read_data(branch, branch, decoder)))
 
 
