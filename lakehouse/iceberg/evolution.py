@@ -64,6 +64,8 @@ def evolve_schema(target: Transaction | Table, arrow_schema: pa.Schema) -> bool:
             tx.commit_transaction()
         return changed
     before = target.table_metadata.schema()
+    if _fits(before, arrow_schema):  # the common case; update_schema costs ~20 ms
+        return False
     try:
         with target.update_schema() as update:
             update.union_by_name(normalize_schema(arrow_schema))
@@ -73,6 +75,36 @@ def evolve_schema(target: Transaction | Table, arrow_schema: pa.Schema) -> bool:
     if after.schema_id == before.schema_id:
         return False
     _check_allowed(before, after)
+    return True
+
+
+def _plain(dtype: pa.DataType) -> pa.DataType:
+    """`dtype` without the large/small distinction Iceberg does not make."""
+    dtype = normalize_type(dtype)
+    if pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
+        return pa.string()
+    if pa.types.is_large_binary(dtype) or pa.types.is_binary_view(dtype):
+        return pa.binary()
+    if pa.types.is_large_list(dtype):
+        return pa.list_(dtype.value_field.with_type(_plain(dtype.value_type)))
+    if pa.types.is_list(dtype):
+        return pa.list_(dtype.value_field.with_type(_plain(dtype.value_type)))
+    if pa.types.is_struct(dtype):
+        return pa.struct([f.with_type(_plain(f.type)) for f in dtype])
+    if pa.types.is_map(dtype):
+        return pa.map_(_plain(dtype.key_type), _plain(dtype.item_type))
+    return dtype
+
+
+def _fits(schema: Schema, arrow_schema: pa.Schema) -> bool:
+    """True when every field of `arrow_schema` is already in `schema` with the same type."""
+    current = schema.as_arrow()
+    for field in arrow_schema:
+        index = current.get_field_index(field.name)
+        if index < 0:
+            return False
+        if not _plain(current.field(index).type).equals(_plain(field.type)):
+            return False
     return True
 
 
