@@ -8,6 +8,8 @@ as its value is null or not. A canonical encoding is the shortest one for those 
 size equality also proves every part (varint, block, length) was canonical, which puts each
 union index byte at a computable offset. Rows failing the proof go to the safe path, which
 decides: non-canonical but valid encodings are accepted there, the rest are dead-lettered.
+Likewise polars wraps int/long varints beyond their range; the last byte of every
+full-length varint is checked for that.
 """
 
 from collections.abc import Sequence
@@ -86,7 +88,12 @@ class _Walker:
         if decimal is not None and kind == "bytes":
             return _decimal_sizes(array, decimal[1]), ok
         if kind in ("int", "long"):
-            return varint_sizes(_raw_integers(array, logical_type(schema))), ok
+            # polars wraps varints beyond the type's range (2**32 + 2**30 reads as 2**30 in an
+            # int): the last byte of a full-length varint must hold no bits beyond 32 or 64.
+            sizes = varint_sizes(_raw_integers(array, logical_type(schema)))
+            width, top = (5, 0x0F) if kind == "int" else (10, 0x01)
+            last = pc.cast(self.byte_at(pc.add(starts, width - 1)), _I64)
+            return sizes, pc.or_(pc.less(sizes, width), pc.less_equal(last, top))
         if kind in ("string", "bytes"):
             lengths = pc.fill_null(pc.binary_length(array), 0)
             return pc.add(varint_sizes(lengths), pc.cast(lengths, _I64)), ok

@@ -178,7 +178,8 @@ def union_schema(schemas: Sequence[pa.Schema]) -> pa.Schema:
 def _combine(
     parts: list[tuple[WriterSchema, pa.Table, list[int]]], failures: list[Failure]
 ) -> DecodeResult:
-    """One table over all writer schemas, rows in batch order."""
+    """One table over the writer schemas that gave rows, in batch order."""
+    parts = [part for part in parts if part[1].num_rows] or parts[:1]
     schema = union_schema([writer.arrow for writer, _, _ in parts])
     tables: list[pa.Table] = []
     indexes: list[int] = []
