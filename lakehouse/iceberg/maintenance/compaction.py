@@ -1,6 +1,7 @@
 """Compaction: rewrite each partition's small data files into few target-sized files and
 merge the snapshot's manifests, in one atomic `replace` commit that races ingestion safely."""
 
+import random
 import time
 from dataclasses import dataclass
 
@@ -81,7 +82,7 @@ def compact(
     target_file_size_bytes: int,
     min_input_files: int = 2,
     partition_filter: BooleanExpression | None = None,
-    max_attempts: int = 5,
+    max_attempts: int = 8,
     small_file_ratio: float = SMALL_FILE_RATIO,
     min_manifests_to_merge: int = 16,
 ) -> CompactionReport:
@@ -171,6 +172,7 @@ def _commit_with_retries(
                 raise CommitConflictError(
                     f"compaction of {table.name()} lost {attempt} commit races; giving up"
                 ) from exc
+            time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))  # desynchronise
             table = load(table_or_loader)
             groups, conflicts = rebind(table, groups)
             if conflicts or table.metadata.default_spec_id != spec_id:
