@@ -84,15 +84,11 @@ def dead_letter_rows(
 
 
 def _unpack(failure: Any) -> tuple[int, str, str, int | None]:
-    if isinstance(failure, tuple):
+    if hasattr(failure, "kind"):  # e.g. lakehouse.avro.decode.Failure (a NamedTuple)
+        index, error = failure.index, failure
+    else:
         index, error = failure
-        return int(index), str(error.kind), str(error.message), getattr(error, "schema_id", None)
-    return (
-        int(failure.index),
-        str(failure.kind),
-        str(failure.message),
-        getattr(failure, "schema_id", None),
-    )
+    return int(index), str(error.kind), str(error.message), getattr(error, "schema_id", None)
 
 
 def ensure_dead_letter_table(catalog: Catalog, identifier: str) -> Table:

@@ -8,6 +8,7 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.transforms import DayTransform, IdentityTransform
 
+from lakehouse.avro.decode import Failure as DecodeFailure
 from lakehouse.errors import DecodeError
 from lakehouse.iceberg.commit import committed_offsets
 from lakehouse.iceberg.dead_letters import (
@@ -70,6 +71,7 @@ def test_rows_carry_the_kafka_context(catalog: SqlCatalog) -> None:
         [
             Failure(1, "bad-magic-byte", "first byte 0x01", None),
             (2, DecodeError("short-frame", "3 bytes")),
+            DecodeFailure(0, "unknown-schema-id", "id 42", 42),
         ],
         "run-1",
         NOW,
@@ -79,6 +81,7 @@ def test_rows_carry_the_kafka_context(catalog: SqlCatalog) -> None:
     assert first["offset"] == 11 and first["error_kind"] == "bad-magic-byte"
     assert first["timestamp"] == datetime.fromtimestamp(1_700_000_000.001, UTC)
     assert rows["error_kind"].to_pylist()[1] == "short-frame"
+    assert rows.to_pylist()[2]["schema_id"] == 42 and rows.to_pylist()[2]["offset"] == 10
 
 
 def test_exactly_once_with_sparse_batches_and_replays(catalog: SqlCatalog) -> None:
