@@ -1,0 +1,135 @@
+"""Property tests: valid records round-trip; random and mutated frames never escape as errors."""
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lakehouse.avro import decode_values
+from lakehouse.avro.safe import SafeDecoder
+from lakehouse.avro.testing import DictSchemaSource, encode_frame
+from lakehouse.avro.wire import frame
+from lakehouse.errors import DecodeError
+
+SCHEMA = {
+    "type": "record",
+    "name": "P",
+    "fields": [
+        {"name": "i", "type": "int"},
+        {"name": "l", "type": "long"},
+        {"name": "s", "type": ["null", "string"]},
+        {"name": "b", "type": "bytes"},
+        {"name": "d", "type": "double"},
+        {"name": "ok", "type": "boolean"},
+        {"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A", "B", "C"]}},
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {
+            "name": "dec",
+            "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2},
+        },
+        {
+            "name": "items",
+            "type": {
+                "type": "array",
+                "items": {
+                    "type": "record",
+                    "name": "It",
+                    "fields": [
+                        {"name": "x", "type": ["null", "long"]},
+                        {"name": "y", "type": "float"},
+                    ],
+                },
+            },
+        },
+    ],
+}
+SOURCE = DictSchemaSource({1: SCHEMA})
+SAFE = SafeDecoder(SOURCE.writer_schema(1).parsed)
+
+records = st.fixed_dictionaries(
+    {
+        "i": st.integers(-(2**31), 2**31 - 1),
+        "l": st.integers(-(2**63), 2**63 - 1),
+        "s": st.none() | st.text(max_size=20),
+        "b": st.binary(max_size=20),
+        "d": st.floats(allow_nan=False),
+        "ok": st.booleans(),
+        "e": st.sampled_from(["A", "B", "C"]),
+        "ts": st.datetimes(
+            min_value=dt.datetime(1, 1, 1),
+            max_value=dt.datetime(9999, 12, 31),
+            timezones=st.just(dt.UTC),
+        ),
+        "dec": st.integers(-(10**9) + 1, 10**9 - 1).map(lambda n: Decimal(n).scaleb(-2)),
+        "items": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "x": st.none() | st.integers(-(2**63), 2**63 - 1),
+                    "y": st.sampled_from([0.5, -2.0, 1e10]),
+                }
+            ),
+            max_size=4,
+        ),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(records, min_size=1, max_size=12))
+def test_valid_records_round_trip(batch: list[dict[str, Any]]) -> None:
+    result = decode_values([encode_frame(1, SCHEMA, r) for r in batch], SOURCE)
+    assert result.failures == []
+    assert result.table.to_pylist() == batch
+
+
+def expected(value: bytes) -> dict[str, Any] | str:
+    """The reference verdict: the strict reader's value, or a failure."""
+    if len(value) <= 5 or value[0] != 0 or int.from_bytes(value[1:5], "big") != 1:
+        return "failure"
+    try:
+        row = SAFE.decode(value[5:])
+        return pa.Table.from_pylist([row], schema=SOURCE.writer_schema(1).arrow).to_pylist()[0]
+    except (DecodeError, Exception):
+        return "failure"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    good=st.lists(records, min_size=1, max_size=6),
+    data=st.data(),
+)
+def test_mutated_frames_give_the_strict_value_or_a_failure(
+    good: list[dict[str, Any]], data: Any
+) -> None:
+    values = [encode_frame(1, SCHEMA, r) for r in good]
+    victim = data.draw(st.integers(0, len(values) - 1))
+    raw = bytearray(values[victim])
+    mutation = data.draw(st.sampled_from(["flip", "cut", "append", "random", "insert"]))
+    if mutation == "flip" and len(raw) > 5:
+        pos = data.draw(st.integers(5, len(raw) - 1))
+        raw[pos] = data.draw(st.integers(0, 255))
+    elif mutation == "cut":
+        raw = raw[: data.draw(st.integers(0, len(raw)))]
+    elif mutation == "append":
+        raw += data.draw(st.binary(min_size=1, max_size=8))
+    elif mutation == "insert" and len(raw) > 5:
+        pos = data.draw(st.integers(5, len(raw)))
+        raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=4))
+    else:
+        raw = bytearray(frame(1, data.draw(st.binary(max_size=40))))
+    values[victim] = bytes(raw)
+    result = decode_values(values, SOURCE)
+    by_index = dict(zip(result.row_index.to_pylist(), result.table.to_pylist(), strict=True))
+    failed = {f.index for f in result.failures}
+    assert failed.isdisjoint(by_index) and failed | set(by_index) == set(range(len(values)))
+    for i, record in enumerate(good):
+        if i != victim:
+            assert by_index[i] == record
+    verdict = expected(values[victim])
+    if verdict == "failure":
+        assert victim in failed
+    else:
+        assert by_index.get(victim) == verdict
