@@ -3,8 +3,8 @@
 import threading
 from typing import Any, Protocol
 
-import httpx
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.common._httpx_compat import httpx as _client_httpx
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -12,6 +12,8 @@ from lakehouse.avro.writer_schema import WriterSchema
 from lakehouse.errors import DecodeError, RegistryError, RegistryUnavailableError
 from lakehouse.settings import Settings
 
+# confluent-kafka 2.16 uses httpx2 when installed, else httpx: catch whichever it uses.
+_TRANSPORT_ERRORS = (_client_httpx.TransportError,)
 _NOT_FOUND_CODES = {40403}  # schema not found; 40401/40402 are subject/version lookups
 
 
@@ -90,5 +92,5 @@ class RegistrySchemaSource:
             raise RegistryError(
                 f"registry error {status}/{exc.error_code}: {exc.error_message}"
             ) from exc
-        except httpx.TransportError as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
