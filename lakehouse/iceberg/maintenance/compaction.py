@@ -1,8 +1,10 @@
 """Compaction: rewrite each partition's small data files into few target-sized files and
 merge the snapshot's manifests, in one atomic `replace` commit that races ingestion safely."""
 
+import os
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
@@ -119,13 +121,7 @@ def compact(
             -1,
         )
 
-    written: dict[tuple[str, ...], list[DataFile]] = {}
-    try:
-        for group in groups:
-            written[_key(group)] = rewrite_group(table, group)
-    except BaseException:
-        _discard(table, written)
-        raise
+    written = _rewrite_all(table, groups)
     try:
         table, groups, snapshot_id, attempts = _commit_with_retries(
             table_or_loader, table, groups, written, merge, max_attempts
@@ -148,6 +144,25 @@ def compact(
         started,
         snapshot_id,
     )
+
+
+def _rewrite_all(
+    table: Table, groups: tuple[FileGroup, ...]
+) -> dict[tuple[str, ...], list[DataFile]]:
+    """Rewrite groups in parallel (pyarrow releases the GIL); on any failure delete all output."""
+    written: dict[tuple[str, ...], list[DataFile]] = {}
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        futures = {pool.submit(rewrite_group, table, g): _key(g) for g in groups}
+        failure: BaseException | None = None
+        for future in as_completed(futures):
+            try:
+                written[futures[future]] = future.result()
+            except BaseException as exc:
+                failure = failure or exc
+    if failure is not None:
+        _discard(table, written)
+        raise failure
+    return written
 
 
 def _discard(table: Table, written: dict[tuple[str, ...], list[DataFile]]) -> None:

@@ -1,0 +1,140 @@
+"""Small-files benchmark: many micro-batch appends, then scans before and after compaction.
+
+    .venv/bin/python bench/small_files.py                      # 1,000 batches x 1,000 rows
+    .venv/bin/python bench/small_files.py --batches 50 --rows 20000
+
+Appends click-event-shaped batches to a table partitioned by day(event_time) and
+event_type, setting the offsets property in each commit as ingest does; times a filtered
+query and a full scan with pyiceberg (→ Arrow) and Polars (`pl.scan_iceberg`), compacts,
+times them again, and prints the ratios.
+Goals: scans 10x faster or more, compaction 1 M rows/s or more.
+"""
+
+import argparse
+import datetime as dt
+import json
+import random
+import tempfile
+import time
+from collections.abc import Callable
+
+import polars as pl
+import pyarrow as pa
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.expressions import EqualTo
+from pyiceberg.table import Table
+from pyiceberg.transforms import DayTransform, IdentityTransform
+
+from lakehouse.iceberg.maintenance import compact
+
+SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("user_id", pa.int64()),
+        pa.field("event_type", pa.string()),
+        pa.field("url", pa.string()),
+        pa.field("event_time", pa.timestamp("us", tz="UTC")),
+        pa.field("_kafka_partition", pa.int32()),
+        pa.field("_kafka_offset", pa.int64()),
+    ]
+)
+TYPES = ("view", "click", "scroll", "purchase")
+START = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
+
+
+def batch(index: int, rows: int, rng: random.Random) -> pa.Table:
+    offsets = range(index * rows, (index + 1) * rows)
+    start_us = int(START.timestamp() * 1_000_000)
+    return pa.table(
+        {
+            "event_id": [str(o) for o in offsets],
+            "user_id": [rng.randrange(50_000) for _ in offsets],
+            "event_type": [rng.choice(TYPES) for _ in offsets],
+            "url": [f"/p/{rng.randrange(500)}" for _ in offsets],
+            # an event every 2 s: 1 M events span about 23 days
+            "event_time": [start_us + o * 2_000_000 for o in offsets],
+            "_kafka_partition": [0] * rows,
+            "_kafka_offset": list(offsets),
+        },
+        schema=SCHEMA,
+    )
+
+
+def timed(fn: Callable[[], int], repeat: int = 3) -> tuple[float, int]:
+    best, result = float("inf"), 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+def measure(table: Table) -> dict[str, tuple[float, int]]:
+    day = START + dt.timedelta(days=3)
+    location = table.metadata_location
+    flt = EqualTo("event_type", "purchase")
+    return {
+        "pyiceberg full scan": timed(lambda: table.scan().to_arrow().num_rows),
+        "pyiceberg filtered": timed(lambda: table.scan(row_filter=flt).to_arrow().num_rows),
+        "polars full scan": timed(lambda: pl.scan_iceberg(location).collect().height),
+        "polars filtered": timed(
+            lambda: (
+                pl.scan_iceberg(location)
+                .filter((pl.col("event_type") == "purchase") & (pl.col("event_time") >= day))
+                .collect()
+                .height
+            )
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=1_000)
+    parser.add_argument("--rows", type=int, default=1_000, help="rows per batch")
+    parser.add_argument("--target-mb", type=int, default=128)
+    args = parser.parse_args()
+
+    root = tempfile.mkdtemp(prefix="small-files-")
+    catalog = SqlCatalog("bench", uri=f"sqlite:///{root}/c.db", warehouse=f"file://{root}/wh")
+    catalog.create_namespace("bronze")
+    table = catalog.create_table(
+        "bronze.clicks",
+        schema=SCHEMA,
+        properties={"commit.retry.num-retries": "0", "write.parquet.compression-codec": "zstd"},
+    )
+    with table.update_spec() as spec:
+        spec.add_field("event_time", DayTransform(), "event_time_day")
+        spec.add_field("event_type", IdentityTransform(), "event_type")
+
+    rng = random.Random(7)
+    started = time.perf_counter()
+    for i in range(args.batches):
+        with table.transaction() as tx:
+            tx.append(batch(i, args.rows, rng))
+            tx.set_properties({"lakehouse.offsets.clicks": json.dumps({"0": (i + 1) * args.rows})})
+    ingest_s = time.perf_counter() - started
+    total = args.batches * args.rows
+    print(f"appended {total:,} rows in {args.batches:,} commits: {ingest_s:.1f} s  ({root})")
+
+    before = measure(table)
+    report = compact(table, target_file_size_bytes=args.target_mb * 1024 * 1024)
+    table = catalog.load_table("bronze.clicks")
+    after = measure(table)
+    assert after["pyiceberg full scan"][1] == total == before["pyiceberg full scan"][1]
+
+    print(f"\n{'query':<22}{'before s':>10}{'after s':>10}{'speed-up':>10}{'rows':>11}")
+    for name, (b, rows) in before.items():
+        a, rows_after = after[name]
+        assert rows == rows_after, name
+        print(f"{name:<22}{b:>10.3f}{a:>10.3f}{b / a:>9.1f}x{rows:>11,}")
+    rate = report.rows_rewritten / report.seconds
+    print(
+        f"\ncompaction: {report.files_before:,} → {report.files_after:,} data files, "
+        f"{report.manifests_before:,} → {report.manifests_after:,} manifests, "
+        f"{report.rows_rewritten:,} rows in {report.seconds:.2f} s = {rate:,.0f} rows/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
