@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 OFFSETS_PREFIX = "lakehouse.offsets."
 LAST_COMMIT_ID = "lakehouse.last-commit-id"
 COMMIT_ID = "lakehouse.commit-id"  # snapshot-summary key: find our commit after an error
+TOPIC_SUMMARY_KEY = "lakehouse.topic"
+RANGE_SUMMARY_KEY = "lakehouse.range"  # snapshot-summary key: {"<partition>": [start, next]}
 RETRY_PROPERTY = "commit.retry.num-retries"
 
 
@@ -140,7 +142,12 @@ def commit_batch(
                 conflicts=conflicts,
                 seconds=time.monotonic() - started,
             )
-        summary = {**(snapshot_properties or {}), COMMIT_ID: commit_id, "lakehouse.topic": topic}
+        summary = {
+            **(snapshot_properties or {}),
+            COMMIT_ID: commit_id,
+            TOPIC_SUMMARY_KEY: topic,
+            RANGE_SUMMARY_KEY: _dump_ranges(before, after, start_offsets),
+        }
         tx = table.transaction()
         if new_rows.num_rows == 0:  # offsets only: an empty snapshot, the schema untouched
             new_rows = table.schema().as_arrow().empty_table()
@@ -235,6 +242,18 @@ def _trim(rows: pa.Table, committed: Mapping[int, int], part_col: str, off_col: 
     index = pc.index_in(rows[part_col].cast(pa.int64()), value_set=parts)
     floor = pc.fill_null(pc.take(floors, index), 0)
     return rows.filter(pc.greater_equal(rows[off_col], floor))
+
+
+def _dump_ranges(
+    before: Mapping[int, int], after: Mapping[int, int], start: Mapping[int, int]
+) -> str:
+    """The offsets this commit adds per partition, for the offset-chain audit."""
+    ranges = {
+        str(p): [before.get(p, s), after[p]]
+        for p, s in sorted(start.items())
+        if after[p] > before.get(p, s)
+    }
+    return json.dumps(ranges, separators=(",", ":"))
 
 
 def _dump(offsets: Mapping[int, int]) -> str:
