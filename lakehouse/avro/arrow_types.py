@@ -70,9 +70,8 @@ def _type(schema: Schema, stack: tuple[int, ...]) -> pa.DataType:
         return _PRIMITIVES[kind]
     if kind in ("record", "error"):
         if id(schema) in stack:
-            raise DecodeError(
-                "unknown-schema-id", f"recursive record {schema.fullname} has no Arrow type"
-            )  # type: ignore[attr-defined]
+            name = schema.fullname  # type: ignore[attr-defined]
+            raise DecodeError("unknown-schema-id", f"recursive record {name} has no Arrow type")
         inner = (*stack, id(schema))
         return pa.struct([_field(f.name, f.type, inner) for f in schema.fields])  # type: ignore[attr-defined]
     if kind == "enum":

@@ -30,7 +30,7 @@ def exact_rows(table: pa.Table, schema: Schema, datums: Sequence[bytes]) -> pa.B
     starts = pc.subtract(pc.cumulative_sum(lengths), lengths)
     joined = pa.py_buffer(b"".join(datums))
     walker = _Walker(pa.Array.from_buffers(pa.uint8(), joined.size, [None, joined]))
-    ok = pa.array([True] * len(datums))
+    ok = pa.repeat(pa.scalar(True), len(datums))
     offset = starts
     for field in schema.fields:  # type: ignore[attr-defined]
         column = table.column(field.name).combine_chunks()
@@ -45,14 +45,18 @@ def varint_sizes(values: pa.Array) -> pa.Array:
     v = pc.fill_null(pc.cast(values, _I64), 0)
     # zigzag(v) < 2**(7k)  <=>  m < 2**(7k-1), with m = v for v >= 0 and ~v for v < 0
     m = pc.if_else(pc.less(v, 0), pc.bit_wise_not(v), v)
-    size = pa.array([1] * len(v), _I64)
+    size = _full(len(v), 1)
+    largest = pc.max(m).as_py() or 0
     for k in range(1, 10):
-        size = pc.add(size, pc.cast(pc.greater_equal(m, 1 << (7 * k - 1)), _I64))
+        threshold = 1 << (7 * k - 1)
+        if largest < threshold:
+            break
+        size = pc.add(size, pc.cast(pc.greater_equal(m, threshold), _I64))
     return size
 
 
 def _full(n: int, value: int) -> pa.Array:
-    return pa.array([value] * n, _I64)
+    return pa.repeat(pa.scalar(value, _I64), n)
 
 
 class _Walker:
@@ -71,7 +75,7 @@ class _Walker:
         """(size of each element, element passed the checks), elements starting at `starts`."""
         n = len(array)
         kind = schema.type
-        ok = pa.array([True] * n)
+        ok = pa.repeat(pa.scalar(True), n)
         if kind == "union":
             inner, null_index = nullable_branch(schema)  # type: ignore[misc]
             valid = array.is_valid()

@@ -9,7 +9,7 @@ import pyarrow as pa
 from lakehouse.avro.fast import FastPathError, read_fast
 from lakehouse.avro.registry import SchemaSource
 from lakehouse.avro.safe import DEFAULT_MAX_ZERO_SIZE_ITEMS, SafeDecoder
-from lakehouse.avro.wire import DEFAULT_MAX_VALUE_BYTES, parse_frame
+from lakehouse.avro.wire import DEFAULT_MAX_VALUE_BYTES, HEADER_BYTES, MAGIC, parse_frame
 from lakehouse.avro.writer_schema import WriterSchema
 from lakehouse.errors import DecodeError
 
@@ -20,7 +20,7 @@ _BISECT_FLOOR = 8
 class Failure(NamedTuple):
     """One value that cannot be decoded: its position in the batch, kind and context."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose
     kind: str
     message: str
     schema_id: int | None
@@ -57,14 +57,20 @@ def decode_values(
     failures: list[Failure] = []
     frames: dict[int, tuple[list[int], list[bytes]]] = {}
     for index, value in enumerate(values):
-        try:
-            frame = parse_frame(value, max_value_bytes)
-        except DecodeError as exc:
-            failures.append(Failure(index, exc.kind, exc.message, None))
-            continue
-        indexes, datums = frames.setdefault(frame.schema_id, ([], []))
-        indexes.append(index)
-        datums.append(frame.datum)
+        if value and HEADER_BYTES < len(value) <= max_value_bytes and value[0] == MAGIC:
+            schema_id, datum = int.from_bytes(value[1:HEADER_BYTES], "big", signed=True), value[5:]
+        else:  # the slow path only classifies; parse_frame raises for every such value
+            try:
+                frame = parse_frame(value, max_value_bytes)
+            except DecodeError as exc:
+                failures.append(Failure(index, exc.kind, exc.message, None))
+                continue
+            schema_id, datum = frame.schema_id, frame.datum
+        group = frames.get(schema_id)
+        if group is None:
+            group = frames[schema_id] = ([], [])
+        group[0].append(index)
+        group[1].append(datum)
 
     parts: list[tuple[WriterSchema, pa.Table, list[int]]] = []
     for schema_id, (indexes, datums) in frames.items():
@@ -103,16 +109,15 @@ def _fast(
 ) -> list[int]:
     """Read group[lo:hi] with polars, bisecting around failures; returns positions left over."""
     try:
-        table, exact = read_fast(group.writer, group.datums[lo:hi])
+        table = read_fast(group.writer, group.datums[lo:hi])
     except FastPathError:
         if hi - lo <= _BISECT_FLOOR:
             return list(range(lo, hi))
         mid = (lo + hi) // 2
         return _fast(group, lo, mid, tables, positions) + _fast(group, mid, hi, tables, positions)
-    mask = exact.to_pylist()
-    tables.append(table.filter(exact))
-    positions.append([lo + i for i, good in enumerate(mask) if good])
-    return [lo + i for i, good in enumerate(mask) if not good]
+    tables.append(table)
+    positions.append(list(range(lo, hi)))
+    return []
 
 
 def _safe(

@@ -45,7 +45,7 @@ class _StrictReader(avro.io.DatumReader):  # type: ignore[misc]
         # avro 1.12.2: (decoder, existing, count, min_bytes, zero_byte_limit, structural_limit)
         *head, zero_byte_limit, structural_limit = args
         limit = min(zero_byte_limit, self.max_zero_size_items)
-        return super()._ensure_collection_available(*head, limit, structural_limit)
+        return super()._ensure_collection_available(*head, limit, structural_limit)  # type: ignore[call-arg]
 
     def read_union(self, writers_schema: Any, readers_schema: Any, decoder: Any) -> object:
         if nullable_branch(writers_schema) is not None:

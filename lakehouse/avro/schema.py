@@ -75,8 +75,8 @@ def decimal_params(schema: Schema) -> tuple[int, int] | None:
     if logical_type(schema) != "decimal" or schema.type not in ("bytes", "fixed"):
         return None
     try:
-        precision = int(schema.get_prop("precision"))  # type: ignore[arg-type]
-        scale = int(schema.get_prop("scale") or 0)  # type: ignore[arg-type]
+        precision = int(schema.get_prop("precision"))  # type: ignore[call-overload]
+        scale = int(schema.get_prop("scale") or 0)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return None
     if 0 < precision <= 38 and 0 <= scale <= precision:
