@@ -37,16 +37,29 @@ def test_asset_graph_keys_do_not_drift() -> None:
     from definitions import defs
 
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    maintenance = {
+        f"maintenance/{table}/{job}"
+        for table in ("clicks", "payments", "readings", "dead_letters")
+        for job in ("compaction", "snapshot_expiry", "orphan_files")
+    }
     assert keys == {
         "kafka/clicks",
         "kafka/payments",
         "kafka/readings",
+        "bronze/dead_letters",
         "bronze/clicks",
         "bronze/payments",
         "bronze/readings",
+        *maintenance,
     }
     sensors = {s.name for s in defs.sensors or []}
-    assert sensors == {"kafka_lag_clicks", "kafka_lag_payments", "kafka_lag_readings"}
+    assert sensors == {
+        "kafka_lag_clicks",
+        "kafka_lag_payments",
+        "kafka_lag_readings",
+        "small_files",
+    }
+    assert {s.name for s in defs.schedules or []} == {"nightly_maintenance"}
 
 
 @pytest.mark.integration
