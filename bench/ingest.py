@@ -1,0 +1,217 @@
+"""Ingestion throughput on the real broker, three ways, measured in one run:
+
+  (a) raw    confluent-kafka reading every message, decoding nothing: the ceiling;
+  (b) bronze the product: Kafka → decode (registry) → Iceberg commit with offsets;
+  (c) naive  what a user would hand-write: fastavro.schemaless_reader per message,
+             pyarrow.Table.from_pylist, table.append.
+
+.venv/bin/python bench/ingest.py [--events 1000000]
+
+Uses the stack named by LAKEHOUSE_* if `--use-running`, else starts its own on free ports in
+a temporary home and stops it afterwards. Each phase runs in its own process so its peak
+memory (ru_maxrss) is its own. Prints records/s, the ratios b/a and b/c, and peak MB.
+"""
+
+import argparse
+import io
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _all_messages(settings, topic: str):  # type: ignore[no-untyped-def]
+    """Yield every message of `topic` once (assign + seek, as ingestion does)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from lakehouse.kafka.admin import earliest_offsets, end_offsets
+    from lakehouse.kafka.reader import consumer_config
+
+    ends = end_offsets(settings, topic)
+    starts = earliest_offsets(settings, topic)
+    remaining = sum(ends[p] - starts[p] for p in ends)
+    consumer = Consumer({**consumer_config(settings), "group.id": f"bench-{uuid.uuid4().hex}"})
+    consumer.assign([TopicPartition(topic, p, starts[p]) for p in ends])
+    try:
+        while remaining > 0:
+            for message in consumer.consume(10_000, timeout=1.0):
+                if message.error() is None:
+                    remaining -= 1
+                    yield message
+    finally:
+        consumer.close()
+
+
+def phase_raw(settings, topic: str) -> dict:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    count = 0
+    nbytes = 0
+    for message in _all_messages(settings, topic):
+        nbytes += len(message.value())
+        count += 1
+    return {"records": count, "seconds": time.perf_counter() - started, "bytes": nbytes}
+
+
+def phase_bronze(settings, topic: str) -> dict:  # type: ignore[no-untyped-def]
+    from lakehouse.config import load_declarations
+    from lakehouse.ingest import ingest
+
+    clicks = load_declarations(ROOT / "streams.yaml").streams["clicks"]
+    spec = clicks.model_copy(
+        update={"topic": topic, "table": f"bench.bronze_{topic.replace('-', '_')}"}
+    )
+    started = time.perf_counter()
+    report = ingest(settings, spec, run_id="bench", dead_letter_table="bench.dead_letters")
+    return {
+        "records": report.records_written,
+        "seconds": time.perf_counter() - started,
+        "batches": report.batches,
+        "dead_letters": report.dead_letters,
+    }
+
+
+def phase_naive(settings, topic: str) -> dict:  # type: ignore[no-untyped-def]
+    import fastavro
+    import pyarrow as pa
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    from lakehouse.iceberg.catalog import load_catalog
+
+    registry = SchemaRegistryClient(settings.registry_client_config())
+    parsed: dict[int, object] = {}
+    catalog = load_catalog(settings)
+    catalog.create_namespace_if_not_exists("bench")
+    name = f"bench.naive_{topic.replace('-', '_')}"
+    table = None
+    rows: list[dict] = []
+    count = 0
+    started = time.perf_counter()
+
+    def flush() -> None:
+        nonlocal table, rows
+        if not rows:
+            return
+        arrow = pa.Table.from_pylist(rows)
+        if table is None:
+            table = catalog.create_table(name, schema=arrow.schema)
+        table.append(arrow)
+        rows = []
+
+    for message in _all_messages(settings, topic):
+        value = message.value()
+        schema_id = int.from_bytes(value[1:5], "big")
+        if schema_id not in parsed:
+            text = registry.get_schema(schema_id).schema_str
+            parsed[schema_id] = fastavro.parse_schema(json.loads(text))
+        rows.append(fastavro.schemaless_reader(io.BytesIO(value[5:]), parsed[schema_id], None))
+        count += 1
+        if len(rows) >= 100_000:
+            flush()
+    flush()
+    return {"records": count, "seconds": time.perf_counter() - started}
+
+
+PHASES = {"raw": phase_raw, "bronze": phase_bronze, "naive": phase_naive}
+
+
+def run_phase(name: str, topic: str) -> dict:
+    """Run one phase in a child process; returns its figures with its own peak memory."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", name, "--topic", topic],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--use-running", action="store_true")
+    parser.add_argument("--phase", choices=sorted(PHASES))
+    parser.add_argument("--topic")
+    args = parser.parse_args()
+
+    from lakehouse.settings import Settings
+
+    if args.phase:
+        result = PHASES[args.phase](Settings(), args.topic)
+        print(json.dumps({**result, "peak_mb": round(_peak_mb(), 1)}))
+        return
+
+    stack = None
+    if not args.use_running:
+        from lakehouse.stack import LocalStack
+
+        home = Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))
+        os.environ.update(
+            {
+                "LAKEHOUSE_HOME": str(home),
+                "LAKEHOUSE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{_free_port()}",
+                "LAKEHOUSE_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{_free_port()}/apis/ccompat/v7",
+            }
+        )
+        stack = LocalStack(Settings())
+        stack.up()
+    try:
+        from lakehouse.demo.producer import produce
+
+        settings = Settings()
+        topic = f"bench-clicks-{uuid.uuid4().hex[:6]}"
+        started = time.perf_counter()
+        produced = produce(
+            settings, "clicks", count=args.events, topic=topic, fast=True, seed=1, progress=True
+        )
+        print(
+            f"produced {produced.delivered:,} click events in {time.perf_counter() - started:.1f}s",
+            flush=True,
+        )
+        results = {}
+        for name in ("raw", "bronze", "naive"):
+            results[name] = run_phase(name, topic)
+            r = results[name]
+            print(
+                f"  {name:7s} {r['records']:>10,} records  {r['records'] / r['seconds']:>12,.0f} "
+                f"rec/s  peak {r['peak_mb']:,.0f} MB",
+                flush=True,
+            )
+        rate = {k: v["records"] / v["seconds"] for k, v in results.items()}
+        summary = {
+            "events": args.events,
+            "records_per_second": {k: round(v) for k, v in rate.items()},
+            "bronze_over_raw": round(rate["bronze"] / rate["raw"], 3),
+            "bronze_over_naive": round(rate["bronze"] / rate["naive"], 2),
+            "peak_mb": {k: v["peak_mb"] for k, v in results.items()},
+        }
+        print(json.dumps(summary, indent=2))
+        out = ROOT / "bench" / "results"
+        out.mkdir(exist_ok=True)
+        (out / "ingest.json").write_text(json.dumps(summary, indent=2) + "\n")
+    finally:
+        if stack is not None:
+            stack.down()
+
+
+if __name__ == "__main__":
+    main()
