@@ -24,11 +24,28 @@ _FIXED_SIZES = {"boolean": 1, "float": 4, "double": 8, "null": 0}
 _I64 = pa.int64()
 
 
-def exact_rows(table: pa.Table, schema: Schema, datums: Sequence[bytes]) -> pa.BooleanArray:
+def datum_bytes(datums: pa.LargeBinaryArray | Sequence[bytes]) -> bytes | pa.Buffer:
+    """The datums back to back, without copying when they are an Arrow array."""
+    if not isinstance(datums, pa.Array):
+        return b"".join(datums)
+    if len(datums) == 0 or datums.buffers()[2] is None:
+        return b""
+    offsets = pa.Array.from_buffers(
+        _I64, len(datums) + 1, [None, datums.buffers()[1]], offset=datums.offset
+    )
+    first, last = offsets[0].as_py(), offsets[-1].as_py()
+    return datums.buffers()[2].slice(first, last - first)  # type: ignore[no-any-return]
+
+
+def exact_rows(
+    table: pa.Table, schema: Schema, datums: pa.LargeBinaryArray | Sequence[bytes]
+) -> pa.BooleanArray:
     """Mask: row i of `table` (as polars returned it) is proven to be exactly `datums[i]`."""
-    lengths = pa.array([len(d) for d in datums], _I64)
+    if not isinstance(datums, pa.Array):
+        datums = pa.array(datums, pa.large_binary())
+    lengths = pc.cast(pc.binary_length(datums), _I64)
     starts = pc.subtract(pc.cumulative_sum(lengths), lengths)
-    joined = pa.py_buffer(b"".join(datums))
+    joined = pa.py_buffer(datum_bytes(datums))
     walker = _Walker(pa.Array.from_buffers(pa.uint8(), joined.size, [None, joined]))
     ok = pa.repeat(pa.scalar(True), len(datums))
     offset = starts

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.avro.fast import FastPathError, read_fast
 from lakehouse.avro.registry import SchemaSource
@@ -40,7 +41,7 @@ class DecodeResult:
 class _Group:
     writer: WriterSchema
     indexes: list[int]
-    datums: list[bytes]
+    datums: pa.LargeBinaryArray
 
 
 def decode_values(
@@ -55,25 +56,9 @@ def decode_values(
     Bad values become `failures`; `RegistryUnavailableError` propagates (never a failure).
     """
     failures: list[Failure] = []
-    frames: dict[int, tuple[list[int], list[bytes]]] = {}
-    for index, value in enumerate(values):
-        if value and HEADER_BYTES < len(value) <= max_value_bytes and value[0] == MAGIC:
-            schema_id, datum = int.from_bytes(value[1:HEADER_BYTES], "big", signed=True), value[5:]
-        else:  # the slow path only classifies; parse_frame raises for every such value
-            try:
-                frame = parse_frame(value, max_value_bytes)
-            except DecodeError as exc:
-                failures.append(Failure(index, exc.kind, exc.message, None))
-                continue
-            schema_id, datum = frame.schema_id, frame.datum
-        group = frames.get(schema_id)
-        if group is None:
-            group = frames[schema_id] = ([], [])
-        group[0].append(index)
-        group[1].append(datum)
-
+    frames = _split_frames(values, max_value_bytes, failures)
     parts: list[tuple[WriterSchema, pa.Table, list[int]]] = []
-    for schema_id, (indexes, datums) in frames.items():
+    for schema_id, indexes, datums in frames:
         try:
             writer = schemas.writer_schema(schema_id)
         except DecodeError as exc:
@@ -83,6 +68,37 @@ def decode_values(
         parts.append((writer, table, rows))
     failures.sort(key=lambda f: f.index)
     return _combine(parts, failures)
+
+
+def _split_frames(
+    values: Sequence[bytes | None], max_value_bytes: int, failures: list[Failure]
+) -> list[tuple[int, list[int], pa.LargeBinaryArray]]:
+    """(schema id, batch positions, datums) per schema id; bad frames go to `failures`."""
+    array = pa.array(values, pa.large_binary())
+    size = pc.binary_length(array)
+    magic = pc.equal(pc.binary_slice(array, 0, 1), pa.scalar(bytes([MAGIC]), pa.large_binary()))
+    good = pc.fill_null(
+        pc.and_(
+            pc.and_(pc.greater(size, HEADER_BYTES), pc.less_equal(size, max_value_bytes)), magic
+        ),
+        False,
+    )
+    for index in pc.indices_nonzero(pc.invert(good)).to_pylist():
+        try:
+            parse_frame(values[index], max_value_bytes)  # raises for every such value
+        except DecodeError as exc:
+            failures.append(Failure(index, exc.kind, exc.message, None))
+    positions = pc.indices_nonzero(good)
+    framed = pc.filter(array, good)
+    ids = pc.binary_slice(framed, 1, HEADER_BYTES)
+    groups = []
+    for raw_id in pc.unique(ids).to_pylist():
+        mine = pc.equal(ids, pa.scalar(raw_id, pa.large_binary()))
+        # an explicit stop: without one pyarrow 26 computes a negative output size
+        datums = pc.binary_slice(pc.filter(framed, mine), HEADER_BYTES, max_value_bytes + 1)
+        schema_id = int.from_bytes(raw_id, "big", signed=True)
+        groups.append((schema_id, pc.filter(positions, mine).to_pylist(), datums))
+    return groups
 
 
 def _decode_group(
@@ -130,7 +146,7 @@ def _safe(
     done: list[int] = []
     for position in pending:
         try:
-            rows.append(decoder.decode(group.datums[position]))
+            rows.append(decoder.decode(group.datums[position].as_py()))
             done.append(position)
         except DecodeError as exc:
             failures.append(_failure(group, position, exc.kind, exc.message))

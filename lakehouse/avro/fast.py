@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from polars.exceptions import PanicException
 
-from lakehouse.avro.canonical import exact_rows
+from lakehouse.avro.canonical import datum_bytes, exact_rows
 from lakehouse.avro.writer_schema import WriterSchema
 
 _MAGIC = b"Obj\x01"
@@ -38,19 +38,19 @@ def zigzag(value: int) -> bytes:
     return bytes(out)
 
 
-def container(schema_text: str, datums: Sequence[bytes]) -> bytes:
+def container(schema_text: str, datums: pa.LargeBinaryArray | Sequence[bytes]) -> bytes:
     """An Avro object container file (codec null) holding the datums in one block."""
     sync = os.urandom(16)
     parts = [_MAGIC, zigzag(2)]
     for key, value in ((b"avro.schema", schema_text.encode()), (b"avro.codec", b"null")):
         parts += [zigzag(len(key)), key, zigzag(len(value)), value]
     parts += [zigzag(0), sync]
-    body = b"".join(datums)
+    body = datum_bytes(datums)
     parts += [zigzag(len(datums)), zigzag(len(body)), body, sync]
     return b"".join(parts)
 
 
-def read_fast(writer: WriterSchema, datums: Sequence[bytes]) -> pa.Table:
+def read_fast(writer: WriterSchema, datums: pa.LargeBinaryArray) -> pa.Table:
     """The datums decoded in the writer's Arrow schema, every row proven exact.
 
     Raises `FastPathError` for any failure (including polars panics) or any row not proven.

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 from lakehouse.avro import arrow_schema, decode_values
-from lakehouse.avro.testing import DictSchemaSource, encode_frame
+from lakehouse.avro.fast import read_fast
+from lakehouse.avro.testing import DictSchemaSource, encode, encode_frame
 from lakehouse.avro.wire import frame
 from lakehouse.avro.writer_schema import WriterSchema
 
@@ -266,3 +267,13 @@ def test_non_canonical_encoding_is_accepted_through_the_safe_path() -> None:
     result = decode_values([value], DictSchemaSource({1: schema}))
     assert result.failures == []
     assert result.table.to_pylist() == [{"id": 1, "v": 3}]
+
+
+def test_fast_path_reads_a_good_group_itself() -> None:
+    """A bug in the fast path would silently fall back to the safe path: catch it here."""
+    schema = record_schema({"type": "array", "items": ["null", "string"]})
+    datums = pa.array(
+        [encode(schema, {"id": i, "v": ["a", None]}) for i in range(50)], pa.large_binary()
+    )
+    table = read_fast(DictSchemaSource({1: schema}).writer_schema(1), datums.slice(10, 30))
+    assert table.column("id").to_pylist() == list(range(10, 40))
