@@ -19,11 +19,14 @@ def free_port() -> int:
 
 
 def stack_env(home: Path) -> dict[str, str]:
-    """Environment for a private stack: its own home and ports."""
-    kafka_port = free_port()
-    registry_port = free_port()
+    """Environment for a private stack: its own home and three distinct ports."""
+    ports: set[int] = set()
+    while len(ports) < 3:
+        ports.add(free_port())
+    kafka_port, controller_port, registry_port = sorted(ports)
     return {
         "LAKEHOUSE_HOME": str(home),
+        "LAKEHOUSE_KAFKA_CONTROLLER_PORT": str(controller_port),
         "LAKEHOUSE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
         "LAKEHOUSE_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{registry_port}/apis/ccompat/v7",
     }

@@ -1,6 +1,7 @@
 """The local Kafka broker: one KRaft node that is broker and controller at once."""
 
 import base64
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -45,17 +46,22 @@ class KafkaFiles:
 
 
 def controller_port(settings: Settings, options: StackOptions) -> int:
-    """The KRaft controller port: `LAKEHOUSE_KAFKA_CONTROLLER_PORT` or broker port + 1."""
-    return options.kafka_controller_port or settings.kafka_port + 1
+    """The KRaft controller port: `LAKEHOUSE_KAFKA_CONTROLLER_PORT`, else broker port + 1,
+    else (that one is taken or is the registry's) any free port. The quorum is static
+    (`controller.quorum.voters`), so the port may differ from one start to the next."""
+    if options.kafka_controller_port:
+        return options.kafka_controller_port
+    port = settings.kafka_port + 1
+    if port != settings.registry_port and not port_in_use(settings.bind_host, port):
+        return port
+    with socket.socket() as sock:
+        sock.bind((settings.bind_host, 0))
+        return int(sock.getsockname()[1])
 
 
-def server_properties(settings: Settings, options: StackOptions, data: Path) -> str:
+def server_properties(settings: Settings, controller: int, data: Path) -> str:
     """server.properties of a single combined node bound to `settings.bind_host`."""
-    host, broker, controller = (
-        settings.bind_host,
-        settings.kafka_port,
-        controller_port(settings, options),
-    )
+    host, broker = settings.bind_host, settings.kafka_port
     lines = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -77,10 +83,10 @@ def server_properties(settings: Settings, options: StackOptions, data: Path) -> 
     return "".join(f"{key}={value}\n" for key, value in lines.items())
 
 
-def write_config(files: KafkaFiles, settings: Settings, options: StackOptions) -> None:
+def write_config(files: KafkaFiles, settings: Settings, controller: int) -> None:
     """(Re)write server.properties and the log4j2 config; ports may change between runs."""
     files.data.mkdir(parents=True, exist_ok=True)
-    files.properties.write_text(server_properties(settings, options, files.data))
+    files.properties.write_text(server_properties(settings, controller, files.data))
     files.log4j.write_text(LOG4J2)
 
 

@@ -168,8 +168,9 @@ class LocalStack:
     def _start_kafka(self, java: Path, libs: Path) -> int:
         files = self.kafka_files
         self._check_free("Kafka", self.settings.kafka_port)
-        self._check_free("the Kafka controller", kafka.controller_port(self.settings, self.options))
-        kafka.write_config(files, self.settings, self.options)
+        controller = kafka.controller_port(self.settings, self.options)
+        self._check_free("the Kafka controller", controller)
+        kafka.write_config(files, self.settings, controller)
         kafka.format_storage(java, libs, files)
         return start_detached(
             kafka.broker_command(java, libs, files, self.options),

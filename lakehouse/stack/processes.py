@@ -71,7 +71,10 @@ def start_detached(
             )
         except OSError as exc:
             raise StackError(f"cannot start {argv[0]}: {exc}") from exc
-    created = psutil.Process(child.pid).create_time()
+    try:
+        created = psutil.Process(child.pid).create_time()
+    except psutil.NoSuchProcess:  # already gone and reaped: the pid file is stale at once
+        created = 0.0
     pid_file.write_text(f"{child.pid} {created}\n")
     return child.pid
 
@@ -116,12 +119,15 @@ def wait_until_answering(
     interval: float = 0.5,
 ) -> None:
     """Poll `answering` until True; StackError with the log tail if the process dies or hangs."""
-    process = psutil.Process(pid)
+    try:
+        process: psutil.Process | None = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        process = None
     deadline = time.monotonic() + timeout
     while True:
-        if answering():
+        if process is not None and answering():
             return
-        if not _alive(process):
+        if process is None or not _alive(process):
             raise StackError(
                 f"{name} exited during start. Last lines of {log_file}:\n{log_tail(log_file)}"
             )
