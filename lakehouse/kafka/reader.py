@@ -75,8 +75,8 @@ def read_batches(
             batch = _read_one(
                 consumer, topic, position, end, max_records, max_bytes, idle_timeout_s
             )
-            if not batch.next_offsets:
-                break
+            if batch.next_offsets == batch.start_offsets:
+                break  # no progress: the rest is not readable now (e.g. an open transaction)
             yield batch
     finally:
         consumer.unassign()
@@ -132,9 +132,7 @@ def _read_one(
             if position[partition] >= end[partition]:
                 open_partitions.discard(partition)
                 consumer.pause([TopicPartition(topic, partition)])
-    for partition in batch.start_offsets:
-        if position[partition] > batch.start_offsets[partition]:
-            batch.next_offsets[partition] = position[partition]
+    batch.next_offsets = {p: position[p] for p in batch.start_offsets}
     return batch
 
 
