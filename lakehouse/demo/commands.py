@@ -1,6 +1,11 @@
 """`lakehouse demo ...`: produce demo events, list the demo schemas."""
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -39,25 +44,46 @@ def produce_command(
 ) -> None:
     """Produce until --count or --duration is reached, or Ctrl-C; then flush and report."""
     streams = list(STREAMS) if stream is Which.all else [stream.value]
+    stop = threading.Event()
     try:
-        reports = produce_many(
-            load_settings(),
-            streams,
-            seed=seed,
-            count=count,
-            duration=duration,
-            rate=rate,
-            late_fraction=late_fraction,
-            malformed_fraction=malformed_fraction,
-            v2_after=v2_after,
-            fast=fast,
-        )
+        with _stop_on_signals(stop):
+            reports = produce_many(
+                load_settings(),
+                streams,
+                stop=stop,
+                seed=seed,
+                count=count,
+                duration=duration,
+                rate=rate,
+                late_fraction=late_fraction,
+                malformed_fraction=malformed_fraction,
+                v2_after=v2_after,
+                fast=fast,
+            )
     except (LakehouseError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
     _print(list(reports.values()))
     if any(not r.ok for r in reports.values()):
         raise typer.Exit(1)
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C or SIGTERM asks the producers to stop, flush and report; a second one aborts."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        typer.secho("stopping: flushing outstanding messages...", err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @demo_app.command("schemas")
@@ -71,8 +97,7 @@ def schemas_command() -> None:
 
 
 def _print(reports: list[ProduceReport]) -> None:
-    console = Console()
     for report in reports:
-        console.print(report.summary())
+        typer.echo(report.summary())
         for error in report.errors:
-            console.print(f"  [red]{error}[/red]")
+            typer.secho(f"  {error}", fg="red")

@@ -2,6 +2,7 @@
 
 import io
 import itertools
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import fastavro
@@ -99,3 +100,9 @@ def test_realistic_shapes() -> None:
         assert (event.value["battery"] * 2).is_integer()
     steps = [abs(b - a) for temps in by_device.values() for a, b in itertools.pairwise(temps)]
     assert max(steps) < 2.0  # drifting, not jumping
+
+
+def test_event_ids_are_uuid4() -> None:
+    for event in take("payments", 200, seed=6):
+        assert uuid.UUID(event.event_id).version == 4
+        assert str(uuid.UUID(event.event_id)) == event.event_id
