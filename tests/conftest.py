@@ -34,7 +34,14 @@ def stack_env(home: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """The real local stack (Kafka + registry), up for the whole session."""
+    """The real local stack (Kafka + registry), up for the whole session.
+
+    With LAKEHOUSE_TEST_STACK=running the tests use the stack the environment names instead
+    (LAKEHOUSE_KAFKA_BOOTSTRAP_SERVERS, LAKEHOUSE_SCHEMA_REGISTRY_URL), e.g. your own cluster.
+    """
+    if os.environ.get("LAKEHOUSE_TEST_STACK") == "running":
+        yield Settings()
+        return
     from lakehouse.stack import LocalStack
 
     home = tmp_path_factory.mktemp("lakehouse-home")
