@@ -6,6 +6,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from typing import Any, cast
@@ -62,8 +63,11 @@ def produce(
     itself instead of calling confluent-kafka's AvroSerializer (same bytes, faster).
     `start` fixes the generator's clock (see `EventGenerator`) for reproducible values.
     """
-    options = _Options(count, duration, rate, late_fraction, malformed_fraction, v2_after, start)
-    run = _Run(settings, stream, topic or stream, options, seed, fast, collect_ids, partitions)
+    options = _Options(
+        count, duration, rate, late_fraction, malformed_fraction, v2_after, start,
+        fast, collect_ids, partitions,
+    )  # fmt: skip
+    run = _Run(settings, stream, topic or stream, options, seed)
     if not progress:
         return run.execute(stop or threading.Event(), None)
     with _progress() as bar:
@@ -78,31 +82,22 @@ def produce_many(
     stop: threading.Event | None = None,
     **options: Any,
 ) -> dict[str, ProduceReport]:
-    """Produce several streams at once, one thread each (same options as `produce`).
+    """Produce several streams at once, one thread each (the keyword options of `produce`,
+    except `topic`: each stream goes to the topic of its name).
 
     Each stream gets its own seed derived from `seed`. Ctrl-C stops all of them; they
     flush and report.
     """
     stop = stop or threading.Event()
     base = secrets.randbits(63) if seed is None else seed
+    shared = _Options(**options)
     runs = {
         name: _Run(
             settings,
             name,
             name,
-            _Options(
-                options.get("count"),
-                options.get("duration"),
-                options.get("rate"),
-                options.get("late_fraction", 0.0),
-                options.get("malformed_fraction", 0.0),
-                options.get("v2_after") if name == "clicks" else None,
-                options.get("start"),
-            ),
+            shared if name == "clicks" else replace(shared, v2_after=None),
             random.Random(f"{base}:{name}").getrandbits(63),
-            options.get("fast", False),
-            options.get("collect_ids", False),
-            options.get("partitions", 6),
         )
         for name in streams
     }
@@ -139,30 +134,26 @@ def produce_many(
     return {name: reports[name] for name in streams}
 
 
+@dataclass(frozen=True)
 class _Options:
-    def __init__(
-        self,
-        count: int | None,
-        duration: float | None,
-        rate: float | None,
-        late_fraction: float,
-        malformed_fraction: float,
-        v2_after: int | None,
-        start: datetime | None = None,
-    ) -> None:
-        if count is not None and count < 0:
+    count: int | None = None
+    duration: float | None = None
+    rate: float | None = None
+    late_fraction: float = 0.0
+    malformed_fraction: float = 0.0
+    v2_after: int | None = None
+    start: datetime | None = None
+    fast: bool = False
+    collect_ids: bool = False
+    partitions: int = 6
+
+    def __post_init__(self) -> None:
+        if self.count is not None and self.count < 0:
             raise ValueError("count must be >= 0")
-        if rate is not None and rate <= 0:
+        if self.rate is not None and self.rate <= 0:
             raise ValueError("rate must be > 0")
-        if not 0.0 <= malformed_fraction <= 1.0:
+        if not 0.0 <= self.malformed_fraction <= 1.0:
             raise ValueError("malformed_fraction must be between 0 and 1")
-        self.count = count
-        self.duration = duration
-        self.rate = rate
-        self.late_fraction = late_fraction
-        self.malformed_fraction = malformed_fraction
-        self.v2_after = v2_after
-        self.start = start
 
 
 class _Run:
@@ -175,16 +166,10 @@ class _Run:
         topic: str,
         options: _Options,
         seed: int | None,
-        fast: bool,
-        collect_ids: bool,
-        partitions: int,
     ) -> None:
         self.settings = settings
         self.topic = topic
         self.options = options
-        self.fast = fast
-        self.collect_ids = collect_ids
-        self.partitions = partitions
         seed = secrets.randbits(63) if seed is None else seed
         self.events = generator(
             stream,
@@ -201,7 +186,7 @@ class _Run:
 
     def execute(self, stop: threading.Event, bar: Progress | None) -> ProduceReport:
         """Produce until done, then flush and return the report."""
-        ensure_topic(self.settings, self.topic, partitions=self.partitions)
+        ensure_topic(self.settings, self.topic, partitions=self.options.partitions)
         self.client = SchemaRegistryClient(self.settings.registry_client_config())
         config = self.settings.kafka_client_config(**PRODUCER_CONFIG)
         producer = Producer(cast(dict[str, Any], config))
@@ -267,7 +252,7 @@ class _Run:
                 partial(self._on_malformed, kind.value),
             )
             return
-        event_id = event.event_id if self.collect_ids else None
+        event_id = event.event_id if self.options.collect_ids else None
         callback = partial(self._on_event, event_id, event.late, event.schema_version)
         self._produce(producer, event.key.encode(), good, None, callback)
 
@@ -294,7 +279,7 @@ class _Run:
         serializer = self.serializers.get(version)
         if serializer is None:
             assert self.client is not None
-            make = fast_serializer if self.fast else confluent_serializer
+            make = fast_serializer if self.options.fast else confluent_serializer
             schema = demo_schema(self.report.stream, version)
             serializer = self.serializers[version] = make(self.client, schema, self.topic)
         return serializer

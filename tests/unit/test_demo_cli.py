@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lakehouse.demo.commands import demo_app
-from lakehouse.demo.producer import produce
+from lakehouse.demo.producer import produce, produce_many
 from lakehouse.demo.report import ProduceReport
 from lakehouse.settings import Settings
 
@@ -39,3 +39,9 @@ def test_bad_options_fail_before_connecting(kwargs: dict, message: str) -> None:
     settings = Settings(kafka_bootstrap_servers="127.0.0.1:1")
     with pytest.raises(ValueError, match=message):
         produce(settings, "clicks", progress=False, **kwargs)
+
+
+def test_produce_many_rejects_unknown_options() -> None:
+    settings = Settings(kafka_bootstrap_servers="127.0.0.1:1")
+    with pytest.raises(TypeError):
+        produce_many(settings, ["clicks"], progress=False, cuont=5)
