@@ -205,7 +205,6 @@ def test_compaction_whose_input_was_removed_fails_cleanly(
 
     real = compaction_module.rewrite_group
     written = _hook_rewrite(monkeypatch, other_compaction)
-    winner_rows = None
 
     with pytest.raises(CommitConflictError):
         compact(table, target_file_size_bytes=1 << 20)
