@@ -130,7 +130,7 @@ def test_materialize_through_the_dagster_cli(stack: Settings, tmp_path) -> None:
     produce(stack, "readings", count=150, topic="readings", seed=8, progress=False)
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(
-        [*CLI, "asset", "materialize", "-w", "workspace.yaml", "--select", "bronze/readings"],
+        [*CLI, "asset", "materialize", "-m", "definitions", "--select", "bronze/readings"],
         cwd=ROOT,
         env=env,
         capture_output=True,
