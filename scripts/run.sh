@@ -15,7 +15,7 @@ cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 
 rate="${LAKEHOUSE_DEMO_RATE:-20}"
 .venv/bin/lakehouse demo produce all --rate "$rate" --late-fraction 0.02 \
-  --malformed-fraction 0.002 --v2-after 3000 --no-progress \
+  --malformed-fraction 0.002 --v2-after 3000 \
   >"$LAKEHOUSE_HOME/logs/demo-producer.log" 2>&1 &
 producer=$!
 trap 'kill "$producer" 2>/dev/null || true; wait "$producer" 2>/dev/null || true' EXIT
