@@ -22,9 +22,16 @@ IN_FLIGHT = [
 def lag_sensor(spec: StreamSpec) -> dg.SensorDefinition:
     """Every few seconds: observe the lag of `spec.topic`, request a bronze run when due."""
 
+    job = dg.define_asset_job(
+        name=f"ingest_{spec.name}",
+        selection=[bronze_key(spec)],
+        tags=stream_tag(spec),
+        description=f"Ingest {spec.topic} into {spec.table} (bronze/{spec.name} and its checks).",
+    )
+
     @dg.sensor(
         name=f"kafka_lag_{spec.name}",
-        target=[bronze_key(spec)],
+        target=job,
         minimum_interval_seconds=5,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Requests a bronze/{spec.name} run when {spec.topic} has lag.",
@@ -59,7 +66,6 @@ def lag_sensor(spec: StreamSpec) -> dg.SensorDefinition:
             run_requests=[
                 dg.RunRequest(
                     run_key=decision.run_key,
-                    asset_selection=[bronze_key(spec)],
                     tags={**stream_tag(spec), "lakehouse/reason": decision.reason[:200]},
                 )
             ],

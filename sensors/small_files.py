@@ -13,9 +13,15 @@ from lakehouse.iceberg.maintenance_plan import MaintainedTable
 def small_files_sensor(tables: list[MaintainedTable]) -> dg.SensorDefinition:
     """One sensor over every maintained table."""
 
+    job = dg.define_asset_job(
+        name="compact_tables",
+        selection=[maintenance_key(t, "compaction") for t in tables],
+        description="Compaction of the tables the small-file sensor picks.",
+    )
+
     @dg.sensor(
         name="small_files",
-        target=[maintenance_key(t, "compaction") for t in tables],
+        target=job,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Requests compaction when a partition has too many small files.",
@@ -70,7 +76,7 @@ def nightly_maintenance(tables: list[MaintainedTable]) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
         name="nightly_maintenance",
         cron_schedule="0 3 * * *",
-        target=keys,
+        target=dg.define_asset_job(name="maintain_tables", selection=keys),
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Compaction, snapshot expiry and orphan removal of every table.",
     )

@@ -9,7 +9,6 @@ import dagster as dg
 import pytest
 
 from assets.bronze import bronze_asset
-from assets.keys import bronze_key
 from assets.resources import LakehouseResource
 from lakehouse.config import Declarations
 from lakehouse.demo.producer import produce
@@ -82,7 +81,8 @@ def test_lag_sensor_skips_then_requests_one_run_with_a_stable_key(stack: Setting
         second = sensor(context)
     assert len(first.run_requests) == 1
     request = first.run_requests[0]
-    assert request.asset_selection == [bronze_key(spec)]
+    assert request.tags["lakehouse/stream"] == spec.name
+    assert sensor.job_name == f"ingest_{spec.name}"
     assert request.run_key.startswith(f"{spec.topic}@")
     assert (
         sum(
