@@ -127,3 +127,22 @@ def worker_result(proc: subprocess.Popen[bytes], timeout: float = 300) -> dict[s
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err.decode()[-3000:]
     return json.loads(out.decode().strip().splitlines()[-1])
+
+
+def ingest_once(settings: Settings, spec: StreamSpec, **kwargs: Any) -> Any:
+    """One `lakehouse.ingest.ingest` run in this process, with the shared dead-letter table."""
+    from lakehouse.ingest import ingest
+
+    return ingest(
+        settings,
+        spec,
+        run_id=f"test-{uuid.uuid4().hex[:6]}",
+        dead_letter_table=DEAD_LETTERS,
+        **kwargs,
+    )
+
+
+def iceberg_rows(settings: Settings, spec: StreamSpec) -> list[dict[str, Any]]:
+    """Every row of the bronze table as Python values, read through a fresh catalog object."""
+    table = load_catalog(settings).load_table(spec.table)
+    return table.scan().to_arrow().to_pylist()
