@@ -168,6 +168,8 @@ def _raw_integers(array: pa.Array, logical: str | None) -> pa.Array:
         nanos = pc.cast(pc.cast(array, pa.time64("ns")), _I64)
         divisor = 1_000_000 if logical == "time-millis" else 1_000
         return pc.divide(nanos, divisor)
+    if pa.types.is_date32(array.type):  # Arrow casts date32 to int32 only, not to int64
+        return pc.cast(pc.cast(array, pa.int32()), _I64)
     if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
         return pc.cast(array, _I64)
     return array
