@@ -14,8 +14,10 @@ from lakehouse.settings import Settings
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    """An AdminClient for the configured cluster."""
-    return AdminClient(cast(dict[str, Any], settings.kafka_client_config()))
+    """An AdminClient for the configured cluster (librdkafka info chatter off: a sensor makes
+    one every tick, and each would log "Purging unserved events" when it is dropped)."""
+    config = {"log_level": 4, **settings.kafka_client_config()}
+    return AdminClient(cast(dict[str, Any], config))
 
 
 def list_topics(settings: Settings, timeout: float = 10.0, internal: bool = False) -> list[str]:
