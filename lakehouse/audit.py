@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from pyiceberg.expressions import AlwaysTrue, EqualTo
+from pyiceberg.expressions import AlwaysTrue
 
 from lakehouse.iceberg.commit import RANGE_SUMMARY_KEY, TOPIC_SUMMARY_KEY, committed_offsets
 
@@ -84,8 +84,8 @@ def _offsets_frame(
     table: Any, partition_col: str, offset_col: str, row_filter: Any
 ) -> pl.DataFrame:
     scan = table.scan(row_filter=row_filter, selected_fields=(partition_col, offset_col))
-    arrow = scan.to_arrow()
-    return pl.from_arrow(arrow).rename({partition_col: "partition", offset_col: "offset"})
+    frame = pl.DataFrame(scan.to_arrow())
+    return frame.rename({partition_col: "partition", offset_col: "offset"})
 
 
 def check_conservation(
@@ -102,7 +102,10 @@ def check_conservation(
     if dead_letter_table is not None:
         frames.append(
             _offsets_frame(
-                dead_letter_table, "partition", "offset", EqualTo("topic", topic)
+                dead_letter_table,
+                "partition",
+                "offset",
+                f"topic = '{topic}'",  # Kafka topic names never hold quotes
             ).with_columns(pl.lit("dead").alias("source"))
         )
     both = pl.concat([f.cast({"partition": pl.Int32, "offset": pl.Int64}) for f in frames])

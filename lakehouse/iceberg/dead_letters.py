@@ -43,12 +43,18 @@ OFFSET_COLUMN = "offset"
 class MessageColumns(Protocol):
     """A batch of Kafka messages column by column (e.g. `lakehouse.kafka.reader.RawBatch`)."""
 
-    topic: str
-    partitions: Sequence[int]
-    offsets: Sequence[int]
-    timestamps_ms: Sequence[int | None]
-    keys: Sequence[bytes | None]
-    values: Sequence[bytes | None]
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partitions(self) -> Sequence[int]: ...
+    @property
+    def offsets(self) -> Sequence[int]: ...
+    @property
+    def timestamps_ms(self) -> Sequence[int | None]: ...
+    @property
+    def keys(self) -> Sequence[bytes | None]: ...
+    @property
+    def values(self) -> Sequence[bytes | None]: ...
 
 
 def dead_letter_rows(
