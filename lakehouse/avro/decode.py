@@ -40,7 +40,7 @@ class DecodeResult:
 @dataclass
 class _Group:
     writer: WriterSchema
-    indexes: list[int]
+    indexes: pa.Int64Array  # position in the batch of each datum
     datums: pa.LargeBinaryArray
 
 
@@ -57,12 +57,12 @@ def decode_values(
     """
     failures: list[Failure] = []
     frames = _split_frames(values, max_value_bytes, failures)
-    parts: list[tuple[WriterSchema, pa.Table, list[int]]] = []
+    parts: list[tuple[WriterSchema, pa.Table, pa.Int64Array]] = []
     for schema_id, indexes, datums in frames:
         try:
             writer = schemas.writer_schema(schema_id)
         except DecodeError as exc:
-            failures += [Failure(i, exc.kind, exc.message, schema_id) for i in indexes]
+            failures += [Failure(i, exc.kind, exc.message, schema_id) for i in indexes.to_pylist()]
             continue
         table, rows = _decode_group(_Group(writer, indexes, datums), failures, max_zero_size_items)
         parts.append((writer, table, rows))
@@ -72,7 +72,7 @@ def decode_values(
 
 def _split_frames(
     values: Sequence[bytes | None], max_value_bytes: int, failures: list[Failure]
-) -> list[tuple[int, list[int], pa.LargeBinaryArray]]:
+) -> list[tuple[int, pa.Int64Array, pa.LargeBinaryArray]]:
     """(schema id, batch positions, datums) per schema id; bad frames go to `failures`."""
     array = pa.array(values, pa.large_binary())
     size = pc.binary_length(array)
@@ -83,33 +83,58 @@ def _split_frames(
         ),
         False,
     )
-    for index in pc.indices_nonzero(pc.invert(good)).to_pylist():
+    bad = pc.indices_nonzero(pc.invert(good)).to_pylist()
+    for index in bad:
         try:
             parse_frame(values[index], max_value_bytes)  # raises for every such value
         except DecodeError as exc:
             failures.append(Failure(index, exc.kind, exc.message, None))
-    positions = pc.indices_nonzero(good)
-    framed = pc.filter(array, good)
+    all_good = not bad
+    positions = _identity(len(array)) if all_good else pc.indices_nonzero(good).cast(pa.int64())
+    framed = array if all_good else pc.filter(array, good)
     ids = pc.binary_slice(framed, 1, HEADER_BYTES)
+    unique_ids = pc.unique(ids).to_pylist()
     groups = []
-    for raw_id in pc.unique(ids).to_pylist():
-        mine = pc.equal(ids, pa.scalar(raw_id, pa.large_binary()))
+    for raw_id in unique_ids:
+        if len(unique_ids) == 1:  # the usual batch: one writer schema, no filtering needed
+            mine_frames, mine_positions = framed, positions
+        else:
+            mine = pc.equal(ids, pa.scalar(raw_id, pa.large_binary()))
+            mine_frames, mine_positions = pc.filter(framed, mine), pc.filter(positions, mine)
         # an explicit stop: without one pyarrow 26 computes a negative output size
-        datums = pc.binary_slice(pc.filter(framed, mine), HEADER_BYTES, max_value_bytes + 1)
+        datums = pc.binary_slice(mine_frames, HEADER_BYTES, max_value_bytes + 1)
         schema_id = int.from_bytes(raw_id, "big", signed=True)
-        groups.append((schema_id, pc.filter(positions, mine).to_pylist(), datums))
+        groups.append((schema_id, mine_positions, datums))
     return groups
+
+
+def _identity(n: int) -> pa.Int64Array:
+    """0, 1, ..., n-1."""
+    if n == 0:
+        return pa.array([], pa.int64())
+    return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), 1)
+
+
+def _ascending(indexes: pa.Int64Array) -> bool:
+    """Strictly increasing (already in batch order)."""
+    if len(indexes) < 2:
+        return True
+    return bool(pc.all(pc.less(indexes[:-1], indexes[1:])).as_py())
 
 
 def _decode_group(
     group: _Group, failures: list[Failure], max_zero: int
-) -> tuple[pa.Table, list[int]]:
+) -> tuple[pa.Table, pa.Int64Array]:
     """The group's good rows in batch order, and their positions in the batch."""
     tables: list[pa.Table] = []
-    positions: list[list[int]] = []
+    positions: list[range | list[int]] = []
     pending = list(range(len(group.datums)))
     if group.writer.path == "fast":
         pending = _fast(group, 0, len(group.datums), tables, positions)
+        if not pending:
+            # The fast reads covered the whole group, in order: nothing to reorder.
+            table = pa.concat_tables(tables) if tables else group.writer.arrow.empty_table()
+            return table, group.indexes
     if pending:
         table, done = _safe(group, pending, failures, max_zero)
         tables.append(table)
@@ -117,11 +142,18 @@ def _decode_group(
     where = [p for part in positions for p in part]
     order = sorted(range(len(where)), key=where.__getitem__)
     table = pa.concat_tables(tables) if tables else group.writer.arrow.empty_table()
-    return table.take(pa.array(order, pa.int64())), [group.indexes[where[i]] for i in order]
+    return (
+        table.take(pa.array(order, pa.int64())),
+        group.indexes.take(pa.array([where[i] for i in order], pa.int64())),
+    )
 
 
 def _fast(
-    group: _Group, lo: int, hi: int, tables: list[pa.Table], positions: list[list[int]]
+    group: _Group,
+    lo: int,
+    hi: int,
+    tables: list[pa.Table],
+    positions: list[range | list[int]],
 ) -> list[int]:
     """Read group[lo:hi] with polars, bisecting around failures; returns positions left over."""
     try:
@@ -132,7 +164,7 @@ def _fast(
         mid = (lo + hi) // 2
         return _fast(group, lo, mid, tables, positions) + _fast(group, mid, hi, tables, positions)
     tables.append(table)
-    positions.append(list(range(lo, hi)))
+    positions.append(range(lo, hi))
     return []
 
 
@@ -172,7 +204,7 @@ _ARROW_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError)
 
 
 def _failure(group: _Group, position: int, kind: str, message: str) -> Failure:
-    return Failure(group.indexes[position], kind, message, group.writer.schema_id)
+    return Failure(group.indexes[position].as_py(), kind, message, group.writer.schema_id)
 
 
 def union_schema(schemas: Sequence[pa.Schema]) -> pa.Schema:
@@ -197,32 +229,38 @@ def union_schema(schemas: Sequence[pa.Schema]) -> pa.Schema:
 
 
 def _combine(
-    parts: list[tuple[WriterSchema, pa.Table, list[int]]], failures: list[Failure]
+    parts: list[tuple[WriterSchema, pa.Table, pa.Int64Array]], failures: list[Failure]
 ) -> DecodeResult:
     """One table over the writer schemas that gave rows, in batch order."""
     parts = [part for part in parts if part[1].num_rows] or parts[:1]
     schema = union_schema([writer.arrow for writer, _, _ in parts])
     tables: list[pa.Table] = []
-    indexes: list[int] = []
-    ids: list[int] = []
+    indexes: list[pa.Int64Array] = []
+    ids: list[pa.Int32Array] = []
     for writer, table, rows in parts:
         for name in schema.names:
             if name not in table.column_names:
                 column = pa.nulls(table.num_rows, schema.field(name).type)
                 table = table.append_column(schema.field(name), column)
-        tables.append(table.select(schema.names).cast(schema))
-        indexes += rows
-        ids += [writer.schema_id] * table.num_rows
+        table = table.select(schema.names)
+        same = table.schema.equals(schema, check_metadata=True)
+        tables.append(table if same else table.cast(schema))
+        indexes.append(rows)
+        ids.append(pa.repeat(pa.scalar(writer.schema_id, pa.int32()), table.num_rows))
     if not tables:
         empty = DecodeResult(
             schema.empty_table(), pa.array([], pa.int64()), pa.array([], pa.int32())
         )
         empty.failures = failures
         return empty
-    order = sorted(range(len(indexes)), key=indexes.__getitem__)
-    return DecodeResult(
-        table=pa.concat_tables(tables).take(pa.array(order, pa.int64())),
-        row_index=pa.array([indexes[i] for i in order], pa.int64()),
-        schema_ids=pa.array([ids[i] for i in order], pa.int32()),
-        failures=failures,
-    )
+    table = pa.concat_tables(tables)
+    row_index = pa.concat_arrays(indexes)
+    schema_ids = pa.concat_arrays(ids)
+    if not _ascending(row_index):
+        order = pc.sort_indices(row_index)
+        table, row_index, schema_ids = (
+            table.take(order),
+            row_index.take(order),
+            schema_ids.take(order),
+        )
+    return DecodeResult(table=table, row_index=row_index, schema_ids=schema_ids, failures=failures)
