@@ -85,19 +85,21 @@ def with_kafka_columns(
 ) -> pa.Table:
     """The decoded rows plus the Kafka metadata columns of the messages they came from."""
     n = decoded.num_rows
-    partitions = pa.array(raw.partitions, pa.int32()).take(row_index)
-    offsets = pa.array(raw.offsets, pa.int64()).take(row_index)
-    timestamps = (
-        pa.array(raw.timestamps_ms, pa.int64()).take(row_index).cast(pa.timestamp("ms", tz="UTC"))
-    ).cast(pa.timestamp("us", tz="UTC"))
-    keys = pa.array(raw.keys, pa.binary()).take(row_index)
+    # row_index is ascending: with every message decoded it is 0..n-1 and needs no take.
+    every_message = n == len(raw)
+
+    def column(values: list[Any], kind: pa.DataType) -> pa.Array:
+        array = pa.array(values, kind)
+        return array if every_message else array.take(row_index)
+
+    timestamps = column(raw.timestamps_ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
     columns = {
-        "_kafka_topic": pa.array([raw.topic] * n, pa.string()),
-        "_kafka_partition": partitions,
-        "_kafka_offset": offsets,
-        "_kafka_timestamp": timestamps,
-        "_kafka_key": keys,
-        "_ingested_at": pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")),
+        "_kafka_topic": pa.repeat(pa.scalar(raw.topic, pa.string()), n),
+        "_kafka_partition": column(raw.partitions, pa.int32()),
+        "_kafka_offset": column(raw.offsets, pa.int64()),
+        "_kafka_timestamp": timestamps.cast(pa.timestamp("us", tz="UTC")),
+        "_kafka_key": column(raw.keys, pa.binary()),
+        "_ingested_at": pa.repeat(pa.scalar(ingested_at, pa.timestamp("us", tz="UTC")), n),
     }
     table = decoded
     for name, array in columns.items():
