@@ -49,6 +49,10 @@ def consumer_config(settings: Settings) -> dict[str, object]:
             "isolation.level": "read_committed",
             "fetch.max.bytes": 64 * 1024 * 1024,
             "queued.max.messages.kbytes": 256 * 1024,
+            # librdkafka's default (1000 ms) pauses a partition's fetching for a second each
+            # time its prefetch queue is full: reading then waits on the broker far more
+            # than it works (1M demo events: 6.5 s wall for 1.3 s CPU; 1.2 s with 10 ms).
+            "fetch.queue.backoff.ms": 10,
         }
     )
 
