@@ -4,6 +4,8 @@ A batch stops at its record or byte limit; the next batch starts where it ended.
 bounded by the batch limits, never by the backlog.
 """
 
+import contextlib
+import gc
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -76,14 +78,34 @@ def read_batches(
     consumer.assign([TopicPartition(topic, r.partition, r.start) for r in ranges if r.count])
     try:
         while any(position[p] < end[p] for p in position):
-            batch = _read_one(
-                consumer, topic, position, end, max_records, max_bytes, idle_timeout_s
-            )
+            with _gc_paused():
+                batch = _read_one(
+                    consumer, topic, position, end, max_records, max_bytes, idle_timeout_s
+                )
             if batch.next_offsets == batch.start_offsets:
                 break  # no progress: the rest is not readable now (e.g. an open transaction)
             yield batch
     finally:
         consumer.unassign()
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch is read.
+
+    Reading allocates a few objects per message (Message, timestamp tuple, bytes) and
+    creates no reference cycles, but the allocations trigger collections that walk every
+    tracked object of the process: with pyiceberg and polars loaded, that doubled the CPU
+    time of reading (1M demo events: 1.9-2.0 s with, 1.0-1.1 s without). Collection
+    resumes after the batch (a thread that paused it first re-enables it).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _read_one(
