@@ -4,23 +4,40 @@ pyiceberg 0.12 has no RewriteFiles (apache/iceberg-python#1092) nor RewriteManif
 Both are an overwrite of explicit files whose snapshot is labelled `replace` (the data did
 not change), validated like Java's RewriteFiles: a concurrent append is fine, a concurrently
 removed input file or a new delete file against an input fails. Optionally the producer
-also merges the snapshot's data manifests, through pyiceberg's own merge manager.
+also merges the snapshot's data manifests.
+
+The manifests are built in one pass over entries read once (`ManifestEntries`, shared with
+planning), where pyiceberg's `_OverwriteFiles` plus its merge manager read every manifest
+twice, rewrote each one touched by a delete, then read and merged those again: each input
+entry becomes EXISTING, DELETED (by this snapshot) or is dropped (deleted earlier), as
+Java's ManifestFilterManager / ManifestMergeManager would write it.
 """
 
 import contextlib
 import uuid
-from typing import Any
+from collections import defaultdict
+from collections.abc import Callable
 
-from pyiceberg.manifest import ManifestContent, ManifestFile
+from pyiceberg.exceptions import ValidationException
+from pyiceberg.manifest import (
+    ManifestContent,
+    ManifestEntry,
+    ManifestEntryStatus,
+    ManifestFile,
+    ManifestWriter,
+)
 from pyiceberg.table import TableProperties, Transaction
 from pyiceberg.table.snapshots import Operation, Summary
-from pyiceberg.table.update.snapshot import _ManifestMergeManager, _OverwriteFiles
+from pyiceberg.table.update.snapshot import _OverwriteFiles
 from pyiceberg.table.update.validate import (
     _validate_data_files_exist,
     _validate_no_new_deletes_for_data_files,
 )
-from pyiceberg.typedef import EMPTY_DICT
+from pyiceberg.typedef import EMPTY_DICT, KeyDefaultDict
+from pyiceberg.utils.bin_packing import ListPacker
 from pyiceberg.utils.properties import property_as_int
+
+from lakehouse.iceberg.maintenance._manifests import ManifestEntries
 
 
 class ReplaceFiles(_OverwriteFiles):
@@ -31,6 +48,7 @@ class ReplaceFiles(_OverwriteFiles):
         transaction: Transaction,
         *,
         merge_manifests: bool,
+        entries: ManifestEntries | None = None,
         snapshot_properties: dict[str, str] = EMPTY_DICT,
     ) -> None:
         super().__init__(
@@ -41,6 +59,7 @@ class ReplaceFiles(_OverwriteFiles):
             snapshot_properties=snapshot_properties,
         )
         self._merge = merge_manifests
+        self._cache = entries or ManifestEntries(transaction._table.io)
 
     def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
         # pyiceberg's summary totals only know append/overwrite/delete; the totals are the
@@ -64,36 +83,128 @@ class ReplaceFiles(_OverwriteFiles):
             table, window.head, None, self._deleted_data_files, window.base
         )
 
-    def _process_manifests(self, manifests: list[ManifestFile]) -> list[ManifestFile]:
-        # Manifests that only record older deletions hold nothing a reader needs.
-        live = [
-            m
-            for m in manifests
-            if m.has_added_files()
-            or m.has_existing_files()
-            or m.added_snapshot_id == self.snapshot_id
+    def fetch_manifest_entry(
+        self, manifest: ManifestFile, discard_deleted: bool = True
+    ) -> list[ManifestEntry]:
+        return self._cache.live(manifest) if discard_deleted else self._cache.all(manifest)
+
+    def _manifests(self) -> list[ManifestFile]:
+        """The new snapshot's manifests: one for the added files, the parent's manifests with
+        the deleted files marked DELETED (merged into few manifests when asked), and the
+        parent's live delete manifests as they are."""
+        metadata = self._transaction.table_metadata
+        parent = (
+            metadata.snapshot_by_id(self._parent_snapshot_id)
+            if self._parent_snapshot_id is not None
+            else None
+        )
+        manifests = parent.manifests(self._io) if parent is not None else []
+        data = [m for m in manifests if m.content == ManifestContent.DATA]
+        kept = [m for m in manifests if m.content == ManifestContent.DELETES and _live(m)]
+
+        # A manifest not read yet is read only when merging or when its partition summaries
+        # say it may hold a deleted file (pyiceberg's evaluator over an OR of every deleted
+        # file's partition: slow, so not run on manifests already in the cache).
+        deleted = {f.file_path for f in self._deleted_data_files}
+        if deleted and not self._merge:
+            self._build_delete_files_partition_predicate()
+            evaluators: dict[int, Callable[[ManifestFile], bool]] = KeyDefaultDict(
+                self._build_manifest_evaluator
+            )
+            self._cache.load(
+                m for m in data if not self._cache.has(m) and evaluators[m.partition_spec_id](m)
+            )
+        elif self._merge:
+            self._cache.load(data)
+        touched: set[str] = set()
+        found: set[str] = set()
+        for m in data:
+            if deleted and self._cache.has(m):
+                hits = {e.data_file.file_path for e in self._cache.live(m)} & deleted
+                if hits:
+                    touched.add(m.manifest_path)
+                    found |= hits
+        if missing := deleted - found:
+            raise ValidationException(
+                f"Missing required files to delete: {', '.join(sorted(missing))}"
+            )
+
+        added = [
+            ManifestEntry.from_args(
+                status=ManifestEntryStatus.ADDED,
+                snapshot_id=self.snapshot_id,
+                sequence_number=None,
+                file_sequence_number=None,
+                data_file=data_file,
+            )
+            for data_file in self._added_data_files
         ]
-        if not self._merge:
-            return live
-        properties = self._transaction.table_metadata.properties
-        target: Any = property_as_int(
-            properties,
+        bins = self._merge_bins(data) if self._merge else [[m] for m in data]
+        if self._merge and added:
+            # the added files join the first merged manifest of the current spec, if any
+            default = [
+                i for i, b in enumerate(bins) if b[0].partition_spec_id == metadata.default_spec_id
+            ]
+            if default:
+                bins.insert(0, bins.pop(default[0]))
+            else:
+                bins.insert(0, [])
+        elif added:
+            bins.insert(0, [])
+        new: list[ManifestFile] = []
+        for index, bin_ in enumerate(bins):
+            with_added = added if index == 0 else []
+            if not with_added and len(bin_) == 1 and bin_[0].manifest_path not in touched:
+                if _live(bin_[0]):
+                    new.append(bin_[0])
+                continue
+            if not with_added and not any(self._cache.live(m) for m in bin_):
+                continue  # only files deleted by earlier snapshots
+            spec = self.spec(bin_[0].partition_spec_id) if bin_ else metadata.spec()
+            with self.new_manifest_writer(spec) as writer:
+                for entry in with_added:
+                    writer.add(entry)
+                for m in bin_:
+                    self._copy_entries(writer, m, deleted)
+            new.append(writer.to_manifest_file())
+        return new + kept
+
+    def _merge_bins(self, data: list[ManifestFile]) -> list[list[ManifestFile]]:
+        """Data manifests packed per spec into bins of about `commit.manifest.target-size-bytes`
+        (as pyiceberg's and Java's merge managers pack them)."""
+        target = property_as_int(
+            self._transaction.table_metadata.properties,
             TableProperties.MANIFEST_TARGET_SIZE_BYTES,
             TableProperties.MANIFEST_TARGET_SIZE_BYTES_DEFAULT,
         )
-        merger = _ManifestMergeManager(
-            target_size_bytes=int(target),
-            min_count_to_merge=2,
-            merge_enabled=True,
-            snapshot_producer=self,
+        by_spec: dict[int, list[ManifestFile]] = defaultdict(list)
+        for m in data:
+            by_spec[m.partition_spec_id].append(m)
+        packer: ListPacker[ManifestFile] = ListPacker(
+            target_weight=int(target or TableProperties.MANIFEST_TARGET_SIZE_BYTES_DEFAULT),
+            lookback=1,
+            largest_bin_first=False,
         )
-        data = [m for m in live if m.content == ManifestContent.DATA]
-        deletes = [m for m in live if m.content == ManifestContent.DELETES]
-        return merger.merge_manifests(data) + deletes
+        return [
+            bin_
+            for spec_id in sorted(by_spec)
+            for bin_ in packer.pack_end(by_spec[spec_id], lambda m: m.manifest_length)
+        ]
+
+    def _copy_entries(
+        self, writer: ManifestWriter, manifest: ManifestFile, deleted: set[str]
+    ) -> None:
+        for entry in self._cache.all(manifest):
+            if entry.status == ManifestEntryStatus.DELETED:
+                continue  # deleted by an earlier snapshot: no reader needs it
+            if entry.data_file.file_path in deleted:
+                writer.delete(entry)
+            else:
+                writer.existing(entry)
 
     def delete_merged_away_manifests(self) -> None:
-        """After the commit: delete manifests this producer wrote but then merged into others
-        (pyiceberg's merge manager leaves them behind, unreferenced)."""
+        """After the commit: delete manifests this producer wrote that the committed snapshot
+        does not reference (none are expected; kept as a safety net for orphans)."""
         snapshot = self._transaction._table.metadata.snapshot_by_id(self.snapshot_id)
         if snapshot is None:
             return
@@ -102,3 +213,8 @@ class ReplaceFiles(_OverwriteFiles):
             if path not in kept:
                 with contextlib.suppress(OSError):  # left for orphan removal
                     self._io.delete(path)
+
+
+def _live(manifest: ManifestFile) -> bool:
+    """Whether a manifest of the parent holds files a reader needs (not only old deletes)."""
+    return manifest.has_added_files() or manifest.has_existing_files()

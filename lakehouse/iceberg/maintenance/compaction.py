@@ -15,9 +15,11 @@ from pyiceberg.table import Table
 
 from lakehouse.errors import CommitConflictError, LakehouseError
 from lakehouse.iceberg.maintenance._files import delete_all
+from lakehouse.iceberg.maintenance._manifests import ManifestEntries
 from lakehouse.iceberg.maintenance._producer import ReplaceFiles
 from lakehouse.iceberg.maintenance._rewrite import rewrite_group
 from lakehouse.iceberg.maintenance._table import TableOrLoader, load
+from lakehouse.iceberg.maintenance._transaction import ViewTransaction
 from lakehouse.iceberg.maintenance.planning import (
     SMALL_FILE_RATIO,
     CompactionPlan,
@@ -48,6 +50,12 @@ class CompactionReport(Report):
     seconds: float
     snapshot_id: int
     """The replace snapshot committed, or -1 when there was nothing to do."""
+    plan_seconds: float = 0.0
+    """Loading the table and planning (reading every manifest once)."""
+    rewrite_seconds: float = 0.0
+    """Reading the input files and writing the new ones."""
+    commit_seconds: float = 0.0
+    """Writing manifests and the manifest list, and the catalog commit (all attempts)."""
 
 
 def _manifest_count(table: Table) -> int:
@@ -60,9 +68,10 @@ def _commit(
     groups: tuple[FileGroup, ...],
     written: dict[tuple[str, ...], list[DataFile]],
     merge_manifests: bool,
+    entries: ManifestEntries,
 ) -> int:
-    transaction = table.transaction()
-    producer = ReplaceFiles(transaction, merge_manifests=merge_manifests)
+    transaction = ViewTransaction(table)
+    producer = ReplaceFiles(transaction, merge_manifests=merge_manifests, entries=entries)
     for group in groups:
         for old in group.files:
             producer.delete_data_file(old)
@@ -99,16 +108,19 @@ def compact(
     """
     started = time.monotonic()
     table = load(table_or_loader)
+    entries = ManifestEntries(table.io)
     plan = plan_compaction(
         table,
         target_file_size_bytes=target_file_size_bytes,
         min_input_files=min_input_files,
         partition_filter=partition_filter,
         small_file_ratio=small_file_ratio,
+        entries=entries,
     )
     manifests_before = _manifest_count(table)
     merge = manifests_before >= min_manifests_to_merge
     groups = plan.groups
+    phases = [time.monotonic() - started]
     if not groups and not merge:
         return _report(
             plan,
@@ -122,9 +134,10 @@ def compact(
         )
 
     written = _rewrite_all(table, groups)
+    phases.append(time.monotonic() - started - phases[0])
     try:
         table, groups, snapshot_id, attempts = _commit_with_retries(
-            table_or_loader, table, groups, written, merge, max_attempts
+            table_or_loader, table, groups, written, merge, max_attempts, entries
         )
     except CommitConflictError:
         _discard(table, written)
@@ -143,6 +156,7 @@ def compact(
         attempts,
         started,
         snapshot_id,
+        phases,
     )
 
 
@@ -176,12 +190,13 @@ def _commit_with_retries(
     written: dict[tuple[str, ...], list[DataFile]],
     merge: bool,
     max_attempts: int,
+    entries: ManifestEntries,
 ) -> tuple[Table, tuple[FileGroup, ...], int, int]:
     """Commit; after a lost race reload, re-check every group against the new head, retry."""
     spec_id = table.metadata.default_spec_id
     for attempt in range(1, max_attempts + 1):
         try:
-            return table, groups, _commit(table, groups, written, merge), attempt
+            return table, groups, _commit(table, groups, written, merge, entries), attempt
         except CommitFailedException as exc:
             if attempt == max_attempts:
                 raise CommitConflictError(
@@ -189,7 +204,7 @@ def _commit_with_retries(
                 ) from exc
             time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))  # desynchronise
             table = load(table_or_loader)
-            groups, conflicts = rebind(table, groups)
+            groups, conflicts = rebind(table, groups, entries)
             if conflicts or table.metadata.default_spec_id != spec_id:
                 raise CommitConflictError(
                     f"compaction of {table.name()}: {conflicts} file group(s) changed "
@@ -211,7 +226,10 @@ def _report(
     attempts: int,
     started: float,
     snapshot_id: int,
+    phases: list[float] | None = None,
 ) -> CompactionReport:
+    seconds = time.monotonic() - started
+    plan_s, rewrite_s = phases if phases else (seconds, 0.0)
     rewritten = [f for g in groups for f in g.files]
     new_files = [f for g in groups for f in written.get(_key(g), [])]
     return CompactionReport(
@@ -230,6 +248,9 @@ def _report(
         manifests_before=manifests_before,
         manifests_after=manifests_after,
         attempts=attempts,
-        seconds=round(time.monotonic() - started, 3),
+        seconds=round(seconds, 3),
         snapshot_id=snapshot_id,
+        plan_seconds=round(plan_s, 3),
+        rewrite_seconds=round(rewrite_s, 3),
+        commit_seconds=round(seconds - plan_s - rewrite_s, 3),
     )

@@ -1,6 +1,5 @@
 """Compaction planning: which small data files to rewrite together, per partition."""
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
@@ -8,6 +7,8 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 from pyiceberg.typedef import Record
 from pyiceberg.utils.bin_packing import ListPacker
+
+from lakehouse.iceberg.maintenance._manifests import ManifestEntries, live_data_files
 
 SMALL_FILE_RATIO = 0.75
 """A data file smaller than this fraction of the target size is small."""
@@ -53,19 +54,12 @@ def _partition_path(table: Table, key: PartitionKey) -> str:
 
 
 def _current_files(
-    table: Table, row_filter: BooleanExpression
+    table: Table, row_filter: BooleanExpression, entries: ManifestEntries | None = None
 ) -> tuple[dict[PartitionKey, list[DataFile]], set[PartitionKey]]:
     """Live data files by partition, and the partitions that have delete files."""
-    by_partition: dict[PartitionKey, list[DataFile]] = defaultdict(list)
-    with_deletes: set[PartitionKey] = set()
-    if table.current_snapshot() is None:
-        return by_partition, with_deletes
-    for task in table.scan(row_filter=row_filter).plan_files():
-        key = (task.file.spec_id, task.file.partition)
-        by_partition[key].append(task.file)
-        if task.delete_files:
-            with_deletes.add(key)
-    return by_partition, with_deletes
+    return live_data_files(
+        table.metadata, table.io, row_filter, entries or ManifestEntries(table.io)
+    )
 
 
 def plan_compaction(
@@ -75,13 +69,15 @@ def plan_compaction(
     min_input_files: int = 2,
     partition_filter: BooleanExpression | None = None,
     small_file_ratio: float = SMALL_FILE_RATIO,
+    entries: ManifestEntries | None = None,
 ) -> CompactionPlan:
     """Bin-pack each partition's small files into groups near the target size.
 
     A partition with fewer than `min_input_files` small files is already compact. A
     partition that has delete files is skipped (its rows would need the deletes applied).
+    `entries` caches the manifests read, for the commit to reuse.
     """
-    by_partition, with_deletes = _current_files(table, partition_filter or AlwaysTrue())
+    by_partition, with_deletes = _current_files(table, partition_filter or AlwaysTrue(), entries)
     small_limit = int(target_file_size_bytes * small_file_ratio)
     packer: ListPacker[DataFile] = ListPacker(
         target_weight=target_file_size_bytes, lookback=8, largest_bin_first=False
@@ -128,10 +124,12 @@ def small_file_stats(
     return counts
 
 
-def rebind(table: Table, groups: tuple[FileGroup, ...]) -> tuple[tuple[FileGroup, ...], int]:
+def rebind(
+    table: Table, groups: tuple[FileGroup, ...], entries: ManifestEntries | None = None
+) -> tuple[tuple[FileGroup, ...], int]:
     """Re-plan after a lost race: the groups re-bound to the current snapshot's file objects,
     and how many groups conflict (an input is gone, or its partition now has delete files)."""
-    by_partition, with_deletes = _current_files(table, AlwaysTrue())
+    by_partition, with_deletes = _current_files(table, AlwaysTrue(), entries)
     live = {f.file_path: f for files in by_partition.values() for f in files}
     conflicts = 0
     kept: list[FileGroup] = []
