@@ -122,7 +122,11 @@ def _read_one(
     batch.start_offsets = {p: position[p] for p in open_partitions}
     last_progress = time.monotonic()
     while open_partitions and len(batch) < max_records and batch.nbytes < max_bytes:
-        messages = consumer.consume(num_messages=min(10_000, max_records - len(batch)), timeout=0.5)
+        # consume() returns early only once it has num_messages: never ask for more than
+        # the open ranges still hold, or the end of every run waits out the timeout.
+        left = sum(end[p] - position[p] for p in open_partitions)
+        wanted = min(10_000, max_records - len(batch), left)
+        messages = consumer.consume(num_messages=wanted, timeout=0.5)
         if not messages:
             _advance_past_gaps(consumer, topic, position, end, open_partitions)
             if open_partitions and time.monotonic() - last_progress > idle_timeout_s:
