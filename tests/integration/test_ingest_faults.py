@@ -92,11 +92,11 @@ def test_broker_stopped_and_restarted_while_a_worker_ingests(
 ) -> None:
     local, env = private_stack
     settings = local.settings
-    spec = fresh_spec("readings", batch=BatchLimits(max_records=300))
+    spec = fresh_spec("readings", batch=BatchLimits(max_records=200))
     report = produce(
         settings,
         "readings",
-        count=30_000,
+        count=12_000,
         topic=spec.topic,
         malformed_fraction=0.01,
         seed=61,
