@@ -139,6 +139,15 @@ def test_compaction_keeps_every_row_and_column(catalog: SqlCatalog, partitioned:
     assert report.rows_rewritten == before.num_rows
     assert report.manifests_before == 12 and report.manifests_after == 1
     assert report.attempts == 1
+    # the merged manifests went through a manifest rewrite: the current snapshot's manifest
+    # holds only live entries, the compaction's snapshot keeps its DELETED entries
+    current = table.current_snapshot()
+    assert current.snapshot_id == report.manifest_rewrite_snapshot_id
+    assert current.parent_snapshot_id == report.snapshot_id
+    assert [m.deleted_files_count for m in current.manifests(table.io)] == [0]
+    rewrite = table.metadata.snapshot_by_id(report.snapshot_id)
+    assert sum(m.deleted_files_count for m in rewrite.manifests(table.io)) == len(files_before)
+    assert table_rows(table, report.snapshot_id).equals(before)
     again = compact(table, target_file_size_bytes=1 << 20, min_manifests_to_merge=2)
     assert again.snapshot_id == -1 and again.files_rewritten == 0
     assert set(again.as_metadata()) >= {"files_before", "seconds", "attempts"}
@@ -339,7 +348,9 @@ def flat_rows(start: int, count: int) -> pa.Table:
             "id": list(ids),
             "ts": [None if i % 13 == 0 else BASE + dt.timedelta(minutes=3 * i) for i in ids],
             "kind": [None if i % 7 == 0 else ("view", "click", "buy")[i % 3] for i in ids],
-            "day": [None if i % 5 == 0 else dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in ids],
+            "day": [
+                None if i % 5 == 0 else dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in ids
+            ],
             "payload": [None if i % 6 == 0 else i.to_bytes(4, "big") for i in ids],
             "score": [None if i % 4 == 0 else i / 3 for i in ids],
             "ratio": [None if i % 3 == 0 else i / 7 for i in ids],
@@ -369,11 +380,15 @@ def test_compaction_of_flat_types_reads_fast_and_keeps_rows(
     if evolved:
         with table.update_schema() as update:
             update.rename_column("score", "points")
-        table.append(flat_rows(1000, 40).rename_columns([*FLAT.names[:5], "points", *FLAT.names[6:]]))
+        table.append(
+            flat_rows(1000, 40).rename_columns([*FLAT.names[:5], "points", *FLAT.names[6:]])
+        )
     before = table.scan().to_arrow().sort_by("id")
     calls: list[int] = []
     real = pl.read_parquet
-    monkeypatch.setattr(_rewrite.pl, "read_parquet", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(
+        _rewrite.pl, "read_parquet", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
 
     report = compact(table, target_file_size_bytes=1 << 20, min_manifests_to_merge=2)
 

@@ -41,13 +41,20 @@ from lakehouse.iceberg.maintenance._manifests import ManifestEntries
 
 
 class ReplaceFiles(_OverwriteFiles):
-    """Delete and add data files in one `replace` snapshot, merging manifests if asked."""
+    """Delete and add data files in one `replace` snapshot, merging manifests if asked.
+
+    With no files to add or delete and `drop_deleted_entries`, it is a manifest rewrite
+    (Java's RewriteManifests): the same live files, all EXISTING, in merged manifests
+    without the DELETED entries earlier snapshots recorded (which every scan planning of
+    the snapshot would otherwise decode and skip).
+    """
 
     def __init__(
         self,
         transaction: Transaction,
         *,
         merge_manifests: bool,
+        drop_deleted_entries: bool = False,
         entries: ManifestEntries | None = None,
         snapshot_properties: dict[str, str] = EMPTY_DICT,
     ) -> None:
@@ -59,6 +66,7 @@ class ReplaceFiles(_OverwriteFiles):
             snapshot_properties=snapshot_properties,
         )
         self._merge = merge_manifests
+        self._drop_deleted = drop_deleted_entries
         self._cache = entries or ManifestEntries(transaction._table.io)
 
     def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
@@ -154,7 +162,12 @@ class ReplaceFiles(_OverwriteFiles):
         new: list[ManifestFile] = []
         for index, bin_ in enumerate(bins):
             with_added = added if index == 0 else []
-            if not with_added and len(bin_) == 1 and bin_[0].manifest_path not in touched:
+            if (
+                not with_added
+                and len(bin_) == 1
+                and bin_[0].manifest_path not in touched
+                and not (self._drop_deleted and bin_[0].deleted_files_count)
+            ):
                 if _live(bin_[0]):
                     new.append(bin_[0])
                 continue

@@ -1,6 +1,7 @@
 """Compaction: rewrite each partition's small data files into few target-sized files and
 merge the snapshot's manifests, in one atomic `replace` commit that races ingestion safely."""
 
+import dataclasses
 import os
 import random
 import time
@@ -55,7 +56,10 @@ class CompactionReport(Report):
     rewrite_seconds: float = 0.0
     """Reading the input files and writing the new ones."""
     commit_seconds: float = 0.0
-    """Writing manifests and the manifest list, and the catalog commit (all attempts)."""
+    """Writing manifests and the manifest list, and the catalog commits (all attempts)."""
+    manifest_rewrite_snapshot_id: int = -1
+    """The manifest-only `replace` snapshot committed after a merging compaction to drop the
+    DELETED entries from the current manifests, or -1 (none needed, or it lost its races)."""
 
 
 def _manifest_count(table: Table) -> int:
@@ -147,7 +151,10 @@ def compact(
         raise LakehouseError(f"compaction of {table.name()}: commit outcome unknown") from exc
     # Any other failure leaves the new files for orphan removal: deleting them is only safe
     # when the commit certainly did not land.
-    return _report(
+    cleaned = _drop_deleted_entries(table_or_loader, table, entries, max_attempts) if merge else -1
+    if cleaned != -1:
+        table = load(table_or_loader)
+    report = _report(
         plan,
         groups,
         written,
@@ -158,6 +165,34 @@ def compact(
         snapshot_id,
         phases,
     )
+    return dataclasses.replace(report, manifest_rewrite_snapshot_id=cleaned)
+
+
+def _drop_deleted_entries(
+    table_or_loader: TableOrLoader, table: Table, entries: ManifestEntries, max_attempts: int
+) -> int:
+    """Commit a manifest rewrite (same live files, no DELETED entries) on top of a merging
+    compaction, so that planning a scan of the current snapshot reads only live entries:
+    the compaction's snapshot keeps its DELETED entries in history (incremental readers,
+    expiry), as Java's rewrite_data_files followed by rewrite_manifests leaves it. Best
+    effort: a lost race or an unknown outcome leaves the compaction as committed."""
+    for _ in range(max_attempts):
+        snapshot = table.current_snapshot()
+        if snapshot is None or not any(m.deleted_files_count for m in snapshot.manifests(table.io)):
+            return -1
+        transaction = ViewTransaction(table)
+        producer = ReplaceFiles(
+            transaction, merge_manifests=True, drop_deleted_entries=True, entries=entries
+        )
+        try:
+            producer.commit()
+            transaction.commit_transaction()
+            return producer.snapshot_id
+        except CommitFailedException:
+            table = load(table_or_loader)
+        except CommitStateUnknownException:
+            return -1
+    return -1
 
 
 def _rewrite_all(
