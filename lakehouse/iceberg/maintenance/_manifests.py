@@ -23,6 +23,7 @@ from pyiceberg.manifest import (
 from pyiceberg.table import INITIAL_SEQUENCE_NUMBER, ManifestGroupPlanner, _min_sequence_number
 from pyiceberg.table.delete_file_index import DeleteFileIndex
 from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.typedef import KeyDefaultDict, Record
 
 
@@ -32,6 +33,14 @@ class ManifestEntries:
     def __init__(self, io: FileIO) -> None:
         self._io = io
         self._entries: dict[str, list[ManifestEntry]] = {}
+        self._lists: dict[str, list[ManifestFile]] = {}
+
+    def manifests(self, snapshot: Snapshot) -> list[ManifestFile]:
+        """The snapshot's manifest list, read once."""
+        listed = self._lists.get(snapshot.manifest_list)
+        if listed is None:
+            listed = self._lists[snapshot.manifest_list] = snapshot.manifests(self._io)
+        return listed
 
     def load(self, manifests: Iterable[ManifestFile]) -> None:
         """Read the manifests not read yet (a few threads: the reads overlap I/O)."""
@@ -123,7 +132,7 @@ def live_data_files(
     data_entries: list[ManifestEntry] = []
     delete_index = DeleteFileIndex()
     equality_deletes = False
-    for entry in chain.from_iterable(planner.plan_manifest_entries(snapshot.manifests(io))):
+    for entry in chain.from_iterable(planner.plan_manifest_entries(entries.manifests(snapshot))):
         content = entry.data_file.content
         if content == DataFileContent.DATA:
             data_entries.append(entry)

@@ -106,7 +106,7 @@ class ReplaceFiles(_OverwriteFiles):
             if self._parent_snapshot_id is not None
             else None
         )
-        manifests = parent.manifests(self._io) if parent is not None else []
+        manifests = self._cache.manifests(parent) if parent is not None else []
         data = [m for m in manifests if m.content == ManifestContent.DATA]
         kept = [m for m in manifests if m.content == ManifestContent.DELETES and _live(m)]
 

@@ -62,9 +62,9 @@ class CompactionReport(Report):
     DELETED entries from the current manifests, or -1 (none needed, or it lost its races)."""
 
 
-def _manifest_count(table: Table) -> int:
+def _manifest_count(table: Table, entries: ManifestEntries) -> int:
     snapshot = table.current_snapshot()
-    return len(snapshot.manifests(table.io)) if snapshot else 0
+    return len(entries.manifests(snapshot)) if snapshot else 0
 
 
 def _commit(
@@ -121,7 +121,7 @@ def compact(
         small_file_ratio=small_file_ratio,
         entries=entries,
     )
-    manifests_before = _manifest_count(table)
+    manifests_before = _manifest_count(table, entries)
     merge = manifests_before >= min_manifests_to_merge
     groups = plan.groups
     phases = [time.monotonic() - started]
@@ -159,7 +159,7 @@ def compact(
         groups,
         written,
         manifests_before,
-        _manifest_count(table),
+        _manifest_count(table, entries),
         attempts,
         started,
         snapshot_id,
@@ -178,7 +178,7 @@ def _drop_deleted_entries(
     effort: a lost race or an unknown outcome leaves the compaction as committed."""
     for _ in range(max_attempts):
         snapshot = table.current_snapshot()
-        if snapshot is None or not any(m.deleted_files_count for m in snapshot.manifests(table.io)):
+        if snapshot is None or not any(m.deleted_files_count for m in entries.manifests(snapshot)):
             return -1
         transaction = ViewTransaction(table)
         producer = ReplaceFiles(
