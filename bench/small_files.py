@@ -1,22 +1,32 @@
 """Small-files benchmark: many micro-batch appends, then scans before and after compaction.
 
-    .venv/bin/python bench/small_files.py                      # 1,000 batches x 1,000 rows
-    .venv/bin/python bench/small_files.py --batches 50 --rows 20000
+    POLARS_ICEBERG_PLANNER=pyiceberg .venv/bin/python bench/small_files.py   # 1,000 x 1,000
+    .venv/bin/python bench/small_files.py --batches 50 --rows 20000 --no-results
 
 Appends click-event-shaped batches to a table partitioned by day(event_time) and
-event_type, setting the offsets property in each commit as ingest does; times a filtered
-query and a full scan with pyiceberg (→ Arrow) and Polars (`pl.scan_iceberg`), compacts,
-times them again, and prints the ratios.
+event_type, each with the offsets property as ingest does (`tx.append` + `tx.set_properties`,
+one snapshot and one manifest per batch); times a filtered query and a full scan with
+pyiceberg (→ Arrow) and Polars (`pl.scan_iceberg`), compacts, times them again, prints the
+ratios and writes them to bench/results/small_files.json.
+
+The setup stages `--commit-every` batches per catalog commit (one transaction holding that
+many appends: still one snapshot, one manifest list and one manifest per batch, each
+snapshot's manifest list naming every manifest before it). Only the number of catalog
+round trips and metadata-file versions differs from committing every batch.
 Goals: scans 10x faster or more, compaction 1 M rows/s or more.
 """
 
 import argparse
 import datetime as dt
 import json
+import os
+import platform
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
@@ -26,6 +36,9 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform, IdentityTransform
 
 from lakehouse.iceberg.maintenance import compact
+from lakehouse.iceberg.maintenance._transaction import ViewTransaction
+
+RESULTS = Path(__file__).parent / "results" / "small_files.json"
 
 SCHEMA = pa.schema(
     [
@@ -88,11 +101,28 @@ def measure(table: Table, total: int) -> dict[str, tuple[float, int]]:
     }
 
 
+def ingest(table: Table, batches: int, rows: int, commit_every: int) -> None:
+    """`batches` appends as ingest makes them, `commit_every` per catalog commit."""
+    rng = random.Random(7)
+    tx: ViewTransaction | None = None
+    for i in range(batches):
+        tx = tx or ViewTransaction(table)
+        tx.append(batch(i, rows, rng))
+        tx.set_properties({"lakehouse.offsets.clicks": json.dumps({"0": (i + 1) * rows})})
+        if (i + 1) % commit_every == 0 or i == batches - 1:
+            tx.commit_transaction()
+            tx = None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=1_000)
     parser.add_argument("--rows", type=int, default=1_000, help="rows per batch")
     parser.add_argument("--target-mb", type=int, default=128)
+    parser.add_argument(
+        "--commit-every", type=int, default=100, help="batches per catalog commit in the setup"
+    )
+    parser.add_argument("--no-results", action="store_true", help=f"do not write {RESULTS}")
     args = parser.parse_args()
 
     root = tempfile.mkdtemp(prefix="small-files-")
@@ -107,15 +137,25 @@ def main() -> None:
         spec.add_field("event_time", DayTransform(), "event_time_day")
         spec.add_field("event_type", IdentityTransform(), "event_type")
 
-    rng = random.Random(7)
     started = time.perf_counter()
-    for i in range(args.batches):
-        with table.transaction() as tx:
-            tx.append(batch(i, args.rows, rng))
-            tx.set_properties({"lakehouse.offsets.clicks": json.dumps({"0": (i + 1) * args.rows})})
+    ingest(table, args.batches, args.rows, args.commit_every)
     ingest_s = time.perf_counter() - started
     total = args.batches * args.rows
-    print(f"appended {total:,} rows in {args.batches:,} commits: {ingest_s:.1f} s  ({root})")
+    table = catalog.load_table("bronze.clicks")
+    snapshot = table.current_snapshot()
+    assert snapshot is not None
+    shape = {
+        "snapshots": len(table.metadata.snapshots),
+        "manifests": len(snapshot.manifests(table.io)),
+        "data_files": int(snapshot.summary["total-data-files"]),
+        "rows": int(snapshot.summary["total-records"]),
+    }
+    assert shape["rows"] == total and shape["snapshots"] == args.batches
+    print(
+        f"appended {total:,} rows in {args.batches:,} snapshots "
+        f"({-(-args.batches // args.commit_every)} catalog commits): {ingest_s:.1f} s; "
+        f"{shape['manifests']:,} manifests, {shape['data_files']:,} data files  ({root})"
+    )
 
     before = measure(table, total)
     report = compact(table, target_file_size_bytes=args.target_mb * 1024 * 1024)
@@ -124,16 +164,57 @@ def main() -> None:
     assert after["pyiceberg full scan"][1] == total == before["pyiceberg full scan"][1]
 
     print(f"\n{'query':<22}{'before s':>10}{'after s':>10}{'speed-up':>10}{'rows':>11}")
+    scans = {}
     for name, (b, rows) in before.items():
         a, rows_after = after[name]
         assert rows == rows_after, name
         print(f"{name:<22}{b:>10.3f}{a:>10.3f}{b / a:>9.1f}x{rows:>11,}")
+        scans[name] = {
+            "before_s": round(b, 4),
+            "after_s": round(a, 4),
+            "speedup": round(b / a, 1),
+            "rows": rows,
+        }
     rate = report.rows_rewritten / report.seconds
     print(
         f"\ncompaction: {report.files_before:,} → {report.files_after:,} data files, "
         f"{report.manifests_before:,} → {report.manifests_after:,} manifests, "
-        f"{report.rows_rewritten:,} rows in {report.seconds:.2f} s = {rate:,.0f} rows/s"
+        f"{report.rows_rewritten:,} rows in {report.seconds:.2f} s = {rate:,.0f} rows/s "
+        f"(plan {report.plan_seconds:.2f} s, rewrite {report.rewrite_seconds:.2f} s, "
+        f"commit {report.commit_seconds:.2f} s)"
     )
+    if args.no_results:
+        return
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    results = {
+        "command": " ".join(
+            [
+                *(
+                    [f"POLARS_ICEBERG_PLANNER={os.environ['POLARS_ICEBERG_PLANNER']}"]
+                    if "POLARS_ICEBERG_PLANNER" in os.environ
+                    else []
+                ),
+                ".venv/bin/python",
+                "bench/small_files.py",
+                *sys.argv[1:],
+            ]
+        ),
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(),
+        },
+        "config": vars(args),
+        "setup": {"seconds": round(ingest_s, 1), **shape},
+        "scans": scans,
+        "compaction": {
+            **report.as_metadata(),
+            "rows_per_second": round(rate),
+        },
+    }
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {RESULTS}")
 
 
 if __name__ == "__main__":
