@@ -39,6 +39,7 @@ from lakehouse.iceberg.evolution import evolve_schema, normalize_rows
 log = logging.getLogger(__name__)
 
 OFFSETS_PREFIX = "lakehouse.offsets."
+TOPIC_ID_PREFIX = "lakehouse.topic-id."
 LAST_COMMIT_ID = "lakehouse.last-commit-id"
 COMMIT_ID = "lakehouse.commit-id"  # snapshot-summary key: find our commit after an error
 TOPIC_SUMMARY_KEY = "lakehouse.topic"
@@ -77,6 +78,16 @@ def offsets_key(topic: str) -> str:
     return OFFSETS_PREFIX + topic
 
 
+def topic_id_key(topic: str) -> str:
+    """The table property holding the Kafka id of the topic whose offsets the table keeps."""
+    return TOPIC_ID_PREFIX + topic
+
+
+def committed_topic_id(table: Table, topic: str) -> str | None:
+    """The Kafka topic id recorded with the offsets (None for tables written before ids)."""
+    return table.properties.get(topic_id_key(topic)) or None
+
+
 def committed_offsets(table: Table, topic: str) -> dict[int, int]:
     """The next offset per partition committed to `table` for `topic` ({} if none yet)."""
     raw = table.properties.get(offsets_key(topic))
@@ -101,6 +112,7 @@ def commit_batch(
     partition_column: str = "_kafka_partition",
     offset_column: str = "_kafka_offset",
     snapshot_properties: Mapping[str, str] | None = None,
+    table_properties: Mapping[str, str] | None = None,
     max_attempts: int = 12,
     lock_budget_seconds: float = 60.0,
 ) -> CommitOutcome:
@@ -110,6 +122,7 @@ def commit_batch(
     partition whose batch starts after the committed offset raises OffsetGapError (a
     partition with no committed offset accepts any start: the planner chose it). Returns an
     outcome with `snapshot_id=None` when the table already held everything.
+    `table_properties` (e.g. the Kafka topic id) are set in the same transaction.
     Raises CommitConflictError after `max_attempts` lost races, SchemaEvolutionError when
     the rows change the schema in a way Iceberg cannot take (nothing committed).
     """
@@ -156,7 +169,13 @@ def commit_batch(
             tx.append(new_rows, snapshot_properties=summary)
         except ValueError as exc:  # pyiceberg's schema compatibility check
             raise SchemaEvolutionError(f"{identifier}: rows do not fit the table: {exc}") from exc
-        tx.set_properties({offsets_key(topic): _dump(after), LAST_COMMIT_ID: commit_id})
+        tx.set_properties(
+            {
+                **(table_properties or {}),
+                offsets_key(topic): _dump(after),
+                LAST_COMMIT_ID: commit_id,
+            }
+        )
         snapshot: Snapshot | None
         try:
             snapshot = _snapshot_with(tx.commit_transaction(), commit_id)

@@ -6,7 +6,13 @@ Kafka failures are re-raised as `LakehouseError` with the topic named.
 import time
 from typing import Any, cast
 
-from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec, TopicMetadata
 
 from lakehouse.errors import LakehouseError
@@ -67,6 +73,17 @@ def end_offsets(settings: Settings, topic: str, timeout: float = 10.0) -> dict[i
 def earliest_offsets(settings: Settings, topic: str, timeout: float = 10.0) -> dict[int, int]:
     """The first offset still stored in each partition (the low watermark)."""
     return _offsets(settings, topic, OffsetSpec.earliest(), timeout)
+
+
+def topic_id(settings: Settings, topic: str, timeout: float = 10.0) -> str:
+    """Kafka's id of the topic: a topic deleted and recreated under the same name gets a new one."""
+    futures = admin_client(settings).describe_topics(
+        TopicCollection([topic]), request_timeout=timeout
+    )
+    try:
+        return str(futures[topic].result().topic_id)
+    except KafkaException as exc:
+        raise LakehouseError(f"cannot describe topic {topic!r}: {exc}") from exc
 
 
 def _offsets(settings: Settings, topic: str, spec: OffsetSpec, timeout: float) -> dict[int, int]:
