@@ -20,6 +20,7 @@ import io
 import json
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -229,6 +230,7 @@ def main() -> None:
     finally:
         if stack is not None:
             stack.down()
+            shutil.rmtree(home, ignore_errors=True)  # its broker data and catalog
 
 
 if __name__ == "__main__":
