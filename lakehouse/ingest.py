@@ -15,12 +15,18 @@ import pyarrow.compute as pc
 from confluent_kafka import Consumer, TopicPartition
 
 from lakehouse.avro.decode import DecodeResult, decode_values
-from lakehouse.avro.registry import RegistrySchemaSource, SchemaSource
+from lakehouse.avro.registry import RegistrySchemaSource, SchemaSource, latest_writer_schema
 from lakehouse.config import StreamSpec
+from lakehouse.errors import OffsetGapError
 from lakehouse.iceberg.catalog import ensure_table, load_catalog, table_or_none
-from lakehouse.iceberg.commit import commit_batch, committed_offsets
+from lakehouse.iceberg.commit import (
+    commit_batch,
+    committed_offsets,
+    committed_topic_id,
+    topic_id_key,
+)
 from lakehouse.iceberg.dead_letters import DEAD_LETTER_PARTITIONING, dead_letter_rows
-from lakehouse.kafka.admin import earliest_offsets, end_offsets
+from lakehouse.kafka.admin import earliest_offsets, end_offsets, topic_id
 from lakehouse.kafka.offsets import PartitionRange, plan_ranges, total_lag
 from lakehouse.kafka.reader import RawBatch, consumer_config, read_batches
 from lakehouse.settings import Settings
@@ -112,12 +118,42 @@ def plan(settings: Settings, spec: StreamSpec, catalog: Any | None = None) -> li
     catalog = catalog if catalog is not None else load_catalog(settings)
     table = table_or_none(catalog, spec.table)
     committed = committed_offsets(table, spec.topic) if table is not None else {}
+    if table is not None:
+        _refuse_recreated_topic(settings, spec, table)
     return plan_ranges(
         spec.topic,
         committed,
         earliest_offsets(settings, spec.topic),
         end_offsets(settings, spec.topic),
     )
+
+
+def _refuse_recreated_topic(settings: Settings, spec: StreamSpec, table: Any) -> None:
+    """The table's offsets belong to one incarnation of the topic; a new one must not reuse them."""
+    recorded = committed_topic_id(table, spec.topic)
+    if recorded is None:
+        return
+    current = topic_id(settings, spec.topic)
+    if current != recorded:
+        raise OffsetGapError(
+            f"{spec.topic}: the topic was deleted and recreated (Kafka topic id {current}, but "
+            f"{spec.table} holds offsets of topic id {recorded}). Its offsets would point into "
+            "the wrong messages; refusing to continue. Reset the table's offsets deliberately."
+        )
+
+
+@dataclass
+class _Run:
+    """What every batch of one run needs."""
+
+    settings: Settings
+    catalog: Any
+    schemas: SchemaSource
+    spec: StreamSpec
+    run_id: str
+    dead_letter_table: str
+    topic_id: str
+    report: IngestReport
 
 
 def ingest(
@@ -145,6 +181,16 @@ def ingest(
     else:
         ranges = plan(settings, spec, catalog)
     log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
+    run = _Run(
+        settings,
+        catalog,
+        schemas,
+        spec,
+        run_id,
+        dead_letter_table,
+        topic_id(settings, spec.topic),
+        report,
+    )
     consumer = Consumer(consumer_config(settings))
     try:
         for raw in read_batches(
@@ -154,7 +200,7 @@ def ingest(
             max_records=spec.batch.max_records,
             max_bytes=spec.batch.max_bytes,
         ):
-            _ingest_batch(catalog, schemas, spec, raw, run_id, dead_letter_table, report)
+            _ingest_batch(run, raw)
             consumer.commit(
                 offsets=[TopicPartition(spec.topic, p, o) for p, o in raw.next_offsets.items()],
                 asynchronous=False,
@@ -170,49 +216,28 @@ def ingest(
     return report
 
 
-def _ingest_batch(
-    catalog: Any,
-    schemas: SchemaSource,
-    spec: StreamSpec,
-    raw: RawBatch,
-    run_id: str,
-    dead_letter_table: str,
-    report: IngestReport,
-) -> None:
+def _ingest_batch(run: _Run, raw: RawBatch) -> None:
     ingested_at = datetime.now(UTC)
-    decoded: DecodeResult = decode_values(raw.values, schemas)
+    decoded: DecodeResult = decode_values(raw.values, run.schemas)
     if decoded.failures:
-        dead = dead_letter_rows(raw, decoded.failures, run_id, ingested_at)
-        dl_table = ensure_table(catalog, dead_letter_table, dead.schema, DEAD_LETTER_PARTITIONING)
-        dl_committed = committed_offsets(dl_table, spec.topic)
-        # The dead-letter table only sees batches that had dead letters: its range for this
-        # batch starts where it last stopped, so skipping clean batches leaves no gap.
-        dl_start = {p: min(s, dl_committed.get(p, s)) for p, s in raw.start_offsets.items()}
-        dl_outcome = commit_batch(
-            catalog,
-            dead_letter_table,
-            spec.topic,
-            dead,
-            dl_start,
-            raw.next_offsets,
-            partition_column="partition",
-            offset_column="offset",
-        )
-        report.dead_letters += dl_outcome.rows_written
+        _commit_dead_letters(run, raw, decoded, ingested_at)
     rows = with_kafka_columns(decoded.table, raw, decoded.row_index, ingested_at)
-    table = table_or_none(catalog, spec.table)
-    if table is None and rows.num_rows == 0:
-        return  # nothing to create the table from yet; the dead letters are safe already
-    ensure_table(catalog, spec.table, rows.schema, spec.partition_by)
+    if table_or_none(run.catalog, run.spec.table) is None:
+        schema = rows.schema if rows.num_rows else _schema_from_registry(run, ingested_at)
+        if schema is None:
+            return  # nothing to create the table from yet; the dead letters are safe already
+        ensure_table(run.catalog, run.spec.table, schema, run.spec.partition_by)
     outcome = commit_batch(
-        catalog,
-        spec.table,
-        spec.topic,
+        run.catalog,
+        run.spec.table,
+        run.spec.topic,
         rows,
         raw.start_offsets,
         raw.next_offsets,
-        snapshot_properties={"lakehouse.run-id": run_id},
+        snapshot_properties={"lakehouse.run-id": run.run_id},
+        table_properties={topic_id_key(run.spec.topic): run.topic_id},
     )
+    report = run.report
     report.batches += 1
     report.records_written += outcome.rows_written
     report.duplicates_skipped += outcome.rows_skipped
@@ -223,7 +248,43 @@ def _ingest_batch(
     for p, start in raw.start_offsets.items():
         first = report.offset_ranges.get(p, (start, start))[0]
         report.offset_ranges[p] = (first, raw.next_offsets.get(p, start))
-    if rows.num_rows and spec.event_time in rows.column_names:
-        latest = pc.max(rows[spec.event_time]).as_py()
+    if rows.num_rows and run.spec.event_time in rows.column_names:
+        latest = pc.max(rows[run.spec.event_time]).as_py()
         if latest is not None and (report.max_event_time is None or latest > report.max_event_time):
             report.max_event_time = latest
+
+
+def _commit_dead_letters(
+    run: _Run, raw: RawBatch, decoded: DecodeResult, ingested_at: datetime
+) -> None:
+    """Dead letters first: a crash before the rows commit re-reads the batch, and this table
+    trims what it already holds."""
+    dead = dead_letter_rows(raw, decoded.failures, run.run_id, ingested_at)
+    table = ensure_table(run.catalog, run.dead_letter_table, dead.schema, DEAD_LETTER_PARTITIONING)
+    committed = committed_offsets(table, run.spec.topic)
+    # The dead-letter table only sees batches that had dead letters: its range for this
+    # batch starts where it last stopped, so skipping clean batches leaves no gap.
+    start = {p: min(s, committed.get(p, s)) for p, s in raw.start_offsets.items()}
+    outcome = commit_batch(
+        run.catalog,
+        run.dead_letter_table,
+        run.spec.topic,
+        dead,
+        start,
+        raw.next_offsets,
+        partition_column="partition",
+        offset_column="offset",
+    )
+    run.report.dead_letters += outcome.rows_written
+
+
+def _schema_from_registry(run: _Run, ingested_at: datetime) -> pa.Schema | None:
+    """The table schema from the subject's latest registered schema, for a first batch that
+    held only dead letters (so its offsets can still be committed). None if none is registered."""
+    writer = latest_writer_schema(run.settings, run.spec.subject)
+    if writer is None:
+        return None
+    empty = RawBatch(topic=run.spec.topic)
+    return with_kafka_columns(
+        writer.arrow.empty_table(), empty, pa.array([], pa.int64()), ingested_at
+    ).schema

@@ -94,3 +94,19 @@ class RegistrySchemaSource:
             ) from exc
         except _TRANSPORT_ERRORS as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+
+
+def latest_writer_schema(settings: Settings, subject: str) -> WriterSchema | None:
+    """The latest schema registered under `subject`, or None if the subject has none."""
+    client = SchemaRegistryClient(dict(settings.registry_client_config()))
+    try:
+        registered = client.get_latest_version(subject)
+    except SchemaRegistryError as exc:
+        if exc.http_status_code == 404:
+            return None
+        raise RegistryError(f"registry error reading subject {subject!r}: {exc}") from exc
+    except _TRANSPORT_ERRORS as exc:
+        raise RegistryUnavailableError(f"schema registry unavailable: {exc}") from exc
+    if registered.schema_id is None or registered.schema.schema_str is None:
+        return None
+    return WriterSchema.from_text(registered.schema_id, registered.schema.schema_str)

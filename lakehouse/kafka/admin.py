@@ -77,9 +77,8 @@ def earliest_offsets(settings: Settings, topic: str, timeout: float = 10.0) -> d
 
 def topic_id(settings: Settings, topic: str, timeout: float = 10.0) -> str:
     """Kafka's id of the topic: a topic deleted and recreated under the same name gets a new one."""
-    futures = admin_client(settings).describe_topics(
-        TopicCollection([topic]), request_timeout=timeout
-    )
+    admin = admin_client(settings)  # keep the handle alive until the future resolves
+    futures = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)
     try:
         return str(futures[topic].result().topic_id)
     except KafkaException as exc:

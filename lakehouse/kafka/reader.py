@@ -42,7 +42,7 @@ class RawBatch:
 def consumer_config(settings: Settings) -> dict[str, object]:
     """Consumer settings for bounded reads: manual assignment, nothing auto-committed."""
     return settings.kafka_client_config(
-        **{
+        **{  # type: ignore[arg-type]
             "group.id": settings.consumer_group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -135,19 +135,20 @@ def _read_one(
         last_progress = time.monotonic()
         for message in messages:
             error = message.error()
-            partition = message.partition()
+            # Real messages always carry partition and offset (the stubs say Optional).
+            partition: int = message.partition()  # type: ignore[assignment]
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     # The EOF event carries the partition's end: skip markers before it.
                     if partition in open_partitions:
-                        reached = min(message.offset(), end[partition])
+                        reached = min(message.offset() or 0, end[partition])
                         position[partition] = max(position[partition], reached)
                     _close_if_done(consumer, topic, partition, position, end, open_partitions)
                     continue
                 raise KafkaReadError(f"reading {topic}[{partition}]: {error}") from KafkaException(
                     error
                 )
-            offset = message.offset()
+            offset: int = message.offset()  # type: ignore[assignment]
             if partition not in open_partitions or offset >= end[partition]:
                 continue  # fetched past the planned end: not ours
             value = message.value()
