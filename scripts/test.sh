@@ -7,4 +7,5 @@ scripts/bootstrap.sh
 export DAGSTER_HOME="${DAGSTER_HOME:-$(mktemp -d)}"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"
