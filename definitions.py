@@ -11,7 +11,7 @@ from lakehouse.config import load_declarations
 from lakehouse.iceberg.maintenance_plan import maintained_tables
 from lakehouse.settings import load_settings
 from sensors.kafka_lag import lag_sensors
-from sensors.small_files import nightly_maintenance, small_files_sensor
+from sensors.small_files import table_maintenance, small_files_sensor
 
 declarations = load_declarations(load_settings().streams_file)
 streams = list(declarations.streams.values())
@@ -25,6 +25,6 @@ defs = dg.Definitions(
         *(asset for table in tables for asset in maintenance_assets(table)),
     ],
     sensors=[*lag_sensors(streams), small_files_sensor(tables)],
-    schedules=[nightly_maintenance(tables)],
+    schedules=[table_maintenance(tables)],
     resources={"lakehouse": LakehouseResource()},
 )

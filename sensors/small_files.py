@@ -66,16 +66,17 @@ def small_files_sensor(tables: list[MaintainedTable]) -> dg.SensorDefinition:
     return _sensor
 
 
-def nightly_maintenance(tables: list[MaintainedTable]) -> dg.ScheduleDefinition:
-    """Every night: compaction, snapshot expiry and orphan removal of every table."""
+def table_maintenance(tables: list[MaintainedTable]) -> dg.ScheduleDefinition:
+    """Every six hours: compaction, snapshot expiry and orphan removal of every table (often
+    enough that a table committing every few seconds never piles up snapshots)."""
     keys = [
         maintenance_key(t, job)
         for t in tables
         for job in ("compaction", "snapshot_expiry", "orphan_files")
     ]
     return dg.ScheduleDefinition(
-        name="nightly_maintenance",
-        cron_schedule="0 3 * * *",
+        name="table_maintenance",
+        cron_schedule="15 */6 * * *",
         target=dg.define_asset_job(name="maintain_tables", selection=keys),
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Compaction, snapshot expiry and orphan removal of every table.",

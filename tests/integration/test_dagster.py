@@ -58,7 +58,7 @@ def test_asset_graph_keys_do_not_drift() -> None:
         "kafka_lag_readings",
         "small_files",
     }
-    assert {s.name for s in defs.schedules or []} == {"nightly_maintenance"}
+    assert {s.name for s in defs.schedules or []} == {"table_maintenance"}
 
 
 @pytest.mark.integration
