@@ -11,7 +11,7 @@ from lakehouse.config import load_declarations
 from lakehouse.iceberg.maintenance_plan import maintained_tables
 from lakehouse.settings import load_settings
 from sensors.kafka_lag import lag_sensors
-from sensors.small_files import table_maintenance, small_files_sensor
+from sensors.small_files import small_files_sensor, table_maintenance
 
 declarations = load_declarations(load_settings().streams_file)
 streams = list(declarations.streams.values())
