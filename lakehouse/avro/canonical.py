@@ -190,12 +190,13 @@ def _decimal_sizes(array: pa.Array, scale: int) -> pa.Array:
         unscaled = int(value.scaleb(scale))
         bits = unscaled.bit_length() if unscaled >= 0 else (~unscaled).bit_length()
         length = bits // 8 + 1
-        sizes.append(length + len(_zigzag_bytes(length)))
+        sizes.append(length + len(zigzag(length)))
     return pa.array(sizes, _I64)
 
 
-def _zigzag_bytes(value: int) -> bytes:
-    number = value << 1
+def zigzag(value: int) -> bytes:
+    """The Avro zig-zag varint encoding of a long."""
+    number = (value << 1) ^ (value >> 63)
     out = bytearray()
     while number > 0x7F:
         out.append((number & 0x7F) | 0x80)

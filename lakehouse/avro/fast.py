@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from polars.exceptions import PanicException
 
-from lakehouse.avro.canonical import datum_bytes, exact_rows
+from lakehouse.avro.canonical import datum_bytes, exact_rows, zigzag
 from lakehouse.avro.writer_schema import WriterSchema
 
 _MAGIC = b"Obj\x01"
@@ -30,17 +30,6 @@ _MAGIC = b"Obj\x01"
 
 class FastPathError(Exception):
     """polars could not read the group (some datum in it is bad or unsupported)."""
-
-
-def zigzag(value: int) -> bytes:
-    """The Avro zig-zag varint encoding of a long."""
-    number = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while number > 0x7F:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
 
 
 def container(schema_text: str, datums: pa.LargeBinaryArray | Sequence[bytes]) -> bytes:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lakehouse.avro import decode_values
-from lakehouse.avro.fast import zigzag
+from lakehouse.avro.canonical import zigzag
 from lakehouse.avro.testing import DictSchemaSource, encode, encode_frame
 from lakehouse.avro.wire import frame
 

@@ -16,7 +16,7 @@ import pytest
 import lakehouse.avro.decode as decode_module
 from lakehouse.avro import decode_values
 from lakehouse.avro.arrow_types import arrow_schema
-from lakehouse.avro.fast import zigzag
+from lakehouse.avro.canonical import zigzag
 from lakehouse.avro.named import MAX_EXPANDED_NODES, inline_named_types
 from lakehouse.avro.schema import parse
 from lakehouse.avro.testing import DictSchemaSource, encode, encode_frame
