@@ -4,11 +4,13 @@ Each sits downstream of the table it maintains, so lineage reads bronze/clicks â
 maintenance. The work is in `lakehouse.iceberg.maintenance`; these only unpack config.
 """
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import dagster as dg
 from pydantic import Field
 from pyiceberg.expressions.parser import parse as parse_filter
+from pyiceberg.table import Table
 
 from assets.resources import LakehouseResource
 from lakehouse.iceberg.catalog import load_catalog, table_or_none
@@ -40,11 +42,17 @@ class OrphanConfig(dg.Config):
     dry_run: bool = Field(default=False, description="List what would go; delete nothing.")
 
 
-def _missing(lakehouse: LakehouseResource, table: MaintainedTable) -> dg.MaterializeResult | None:
-    """A result saying there is nothing to maintain yet, when the table does not exist."""
-    if table_or_none(load_catalog(lakehouse.settings()), table.identifier) is None:
-        return dg.MaterializeResult(metadata={"skipped": f"{table.identifier} does not exist yet"})
-    return None
+def _loader(lakehouse: LakehouseResource, table: MaintainedTable) -> Callable[[], Table] | None:
+    """Loads the table fresh on each call (maintenance retries reload); None if it does not
+    exist yet."""
+    catalog = load_catalog(lakehouse.settings())
+    if table_or_none(catalog, table.identifier) is None:
+        return None
+    return lambda: catalog.load_table(table.identifier)
+
+
+def _skipped(table: MaintainedTable) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"skipped": f"{table.identifier} does not exist yet"})
 
 
 def table_key(table: MaintainedTable) -> dg.AssetKey:
@@ -75,11 +83,10 @@ def maintenance_assets(table: MaintainedTable) -> list[dg.AssetsDefinition]:
     def _compaction(
         context: dg.AssetExecutionContext, config: CompactionConfig, lakehouse: LakehouseResource
     ) -> dg.MaterializeResult:
-        if (skipped := _missing(lakehouse, table)) is not None:
-            return skipped
-        catalog = load_catalog(lakehouse.settings())
+        if (load := _loader(lakehouse, table)) is None:
+            return _skipped(table)
         report = compact(
-            lambda: catalog.load_table(table.identifier),
+            load,
             target_file_size_bytes=config.target_file_size_bytes
             or table.knobs.target_file_size_bytes,
             partition_filter=parse_filter(config.partition_filter)
@@ -97,12 +104,11 @@ def maintenance_assets(table: MaintainedTable) -> list[dg.AssetsDefinition]:
     def _expiry(
         context: dg.AssetExecutionContext, config: ExpiryConfig, lakehouse: LakehouseResource
     ) -> dg.MaterializeResult:
-        if (skipped := _missing(lakehouse, table)) is not None:
-            return skipped
-        catalog = load_catalog(lakehouse.settings())
+        if (load := _loader(lakehouse, table)) is None:
+            return _skipped(table)
         days = config.retention_days or table.knobs.snapshot_retention_days
         report = expire_snapshots(
-            lambda: catalog.load_table(table.identifier),
+            load,
             older_than=timedelta(days=days),
             retain_last=config.retain_last or table.knobs.min_snapshots_to_keep,
             dry_run=config.dry_run,
@@ -117,12 +123,11 @@ def maintenance_assets(table: MaintainedTable) -> list[dg.AssetsDefinition]:
     def _orphans(
         context: dg.AssetExecutionContext, config: OrphanConfig, lakehouse: LakehouseResource
     ) -> dg.MaterializeResult:
-        if (skipped := _missing(lakehouse, table)) is not None:
-            return skipped
-        catalog = load_catalog(lakehouse.settings())
+        if (load := _loader(lakehouse, table)) is None:
+            return _skipped(table)
         days = config.older_than_days or table.knobs.orphan_min_age_days
         report = remove_orphan_files(
-            lambda: catalog.load_table(table.identifier),
+            load,
             older_than=timedelta(days=days),
             dry_run=config.dry_run,
         )
