@@ -1,6 +1,6 @@
 """The dead-letter table through the same exactly-once commit."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,19 +17,10 @@ from lakehouse.iceberg.dead_letters import (
     dead_letter_rows,
     ensure_dead_letter_table,
 )
+from lakehouse.kafka.reader import RawBatch
 
 DLT = "bronze.dead_letters"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class Batch:
-    topic: str
-    partitions: list[int] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    timestamps_ms: list[int | None] = field(default_factory=list)
-    keys: list[bytes | None] = field(default_factory=list)
-    values: list[bytes | None] = field(default_factory=list)
 
 
 @dataclass
@@ -40,9 +31,9 @@ class Failure:
     schema_id: int | None = None
 
 
-def messages(topic: str, start: int, end: int) -> Batch:
+def messages(topic: str, start: int, end: int) -> RawBatch:
     n = end - start
-    return Batch(
+    return RawBatch(
         topic,
         [0] * n,
         list(range(start, end)),
