@@ -29,6 +29,7 @@ from lakehouse.iceberg.dead_letters import DEAD_LETTER_PARTITIONING, dead_letter
 from lakehouse.kafka.admin import earliest_offsets, end_offsets, topic_id
 from lakehouse.kafka.offsets import PartitionRange, plan_ranges, total_lag
 from lakehouse.kafka.reader import RawBatch, consumer_config, read_batches
+from lakehouse.pipeline import Background
 from lakehouse.settings import Settings
 
 KAFKA_COLUMNS = (
@@ -193,22 +194,21 @@ def ingest(
     )
     consumer = Consumer(consumer_config(settings))
     try:
-        for raw in read_batches(
-            consumer,
-            spec.topic,
-            ranges,
-            max_records=spec.batch.max_records,
-            max_bytes=spec.batch.max_bytes,
-        ):
-            _ingest_batch(run, raw)
-            consumer.commit(
-                offsets=[TopicPartition(spec.topic, p, o) for p, o in raw.next_offsets.items()],
-                asynchronous=False,
-            )
-            log(
-                f"batch {report.batches}: {len(raw)} messages, "
-                f"{report.records_written} rows and {report.dead_letters} dead letters so far"
-            )
+        # Batch N is committed in the background while batch N+1 is read and decoded; the
+        # commits themselves stay one at a time and in order (lakehouse/pipeline.py).
+        with Background("lakehouse-commit") as committer:
+            for raw in read_batches(
+                consumer,
+                spec.topic,
+                ranges,
+                max_records=spec.batch.max_records,
+                max_bytes=spec.batch.max_bytes,
+                stop=committer.failed.is_set,
+            ):
+                ingested_at = datetime.now(UTC)
+                decoded = decode_values(raw.values, schemas)
+                committer.submit(_commit_batch, run, consumer, raw, decoded, ingested_at, log)
+            committer.wait()
     finally:
         consumer.close()
     report.lag_left = total_lag(plan(settings, spec, catalog)) if explicit_ranges is None else 0
@@ -216,9 +216,27 @@ def ingest(
     return report
 
 
-def _ingest_batch(run: _Run, raw: RawBatch) -> None:
-    ingested_at = datetime.now(UTC)
-    decoded: DecodeResult = decode_values(raw.values, run.schemas)
+def _commit_batch(
+    run: _Run,
+    consumer: Consumer,
+    raw: RawBatch,
+    decoded: DecodeResult,
+    ingested_at: datetime,
+    log: Callable[[str], None],
+) -> None:
+    """Commit one decoded batch (dead letters, rows with offsets), then the consumer group."""
+    _ingest_batch(run, raw, decoded, ingested_at)
+    consumer.commit(
+        offsets=[TopicPartition(run.spec.topic, p, o) for p, o in raw.next_offsets.items()],
+        asynchronous=False,
+    )
+    log(
+        f"batch {run.report.batches}: {len(raw)} messages, "
+        f"{run.report.records_written} rows and {run.report.dead_letters} dead letters so far"
+    )
+
+
+def _ingest_batch(run: _Run, raw: RawBatch, decoded: DecodeResult, ingested_at: datetime) -> None:
     if decoded.failures:
         _commit_dead_letters(run, raw, decoded, ingested_at)
     rows = with_kafka_columns(decoded.table, raw, decoded.row_index, ingested_at)

@@ -7,7 +7,7 @@ bounded by the batch limits, never by the backlog.
 import contextlib
 import gc
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -67,11 +67,13 @@ def read_batches(
     max_records: int,
     max_bytes: int,
     idle_timeout_s: float = 5.0,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[RawBatch]:
     """Yield batches covering `ranges`, each at most `max_records` records / `max_bytes` bytes.
 
     `next_offsets` of a batch is where the following one starts. Control records and
-    compacted-away offsets are skipped through the consumer position.
+    compacted-away offsets are skipped through the consumer position. Once `stop()` is true
+    (checked between `consume` calls) nothing more is read or yielded.
     """
     position = {r.partition: r.start for r in ranges}
     end = {r.partition: r.end for r in ranges}
@@ -80,8 +82,10 @@ def read_batches(
         while any(position[p] < end[p] for p in position):
             with _gc_paused():
                 batch = _read_one(
-                    consumer, topic, position, end, max_records, max_bytes, idle_timeout_s
+                    consumer, topic, position, end, max_records, max_bytes, idle_timeout_s, stop
                 )
+            if stop():
+                break
             if batch.next_offsets == batch.start_offsets:
                 break  # no progress: the rest is not readable now (e.g. an open transaction)
             yield batch
@@ -116,12 +120,15 @@ def _read_one(
     max_records: int,
     max_bytes: int,
     idle_timeout_s: float,
+    stop: Callable[[], bool],
 ) -> RawBatch:
     batch = RawBatch(topic=topic)
     open_partitions = {p for p in position if position[p] < end[p]}
     batch.start_offsets = {p: position[p] for p in open_partitions}
     last_progress = time.monotonic()
     while open_partitions and len(batch) < max_records and batch.nbytes < max_bytes:
+        if stop():
+            break
         # consume() returns early only once it has num_messages: never ask for more than
         # the open ranges still hold, or the end of every run waits out the timeout.
         left = sum(end[p] - position[p] for p in open_partitions)

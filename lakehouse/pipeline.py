@@ -1,0 +1,51 @@
+"""Run one job at a time on a background thread, in order, so the caller can prepare the next.
+
+Ingestion commits batch N here while it reads and decodes batch N+1. `submit` first waits for
+the previous job, so at most one job runs and none queues (memory: two batches), jobs never
+overlap or reorder, and no job starts after one failed. A failure is re-raised, unchanged,
+by the next `submit` or by `wait`; `failed` is set as soon as it happens, for the caller to
+stop early. Leaving the `with` block waits for the running job and ends the thread.
+"""
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+
+class Background:
+    """One background thread running submitted jobs strictly one after another."""
+
+    def __init__(self, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._running: Future[None] | None = None
+        self.failed = threading.Event()
+
+    def submit(self, job: Callable[..., None], *args: Any) -> None:
+        """Start `job(*args)` once the previous job has succeeded (else raise its error)."""
+        self.wait()
+        running = self._executor.submit(job, *args)
+        running.add_done_callback(self._note_failure)
+        self._running = running
+
+    def wait(self) -> None:
+        """Wait for the running job; raise its exception, if any, with its own type."""
+        running, self._running = self._running, None
+        if running is not None:
+            running.result()
+
+    def _note_failure(self, done: Future[None]) -> None:
+        if done.exception() is not None:
+            self.failed.set()
+
+    def __enter__(self) -> "Background":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._executor.shutdown(wait=True)
