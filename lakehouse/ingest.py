@@ -155,6 +155,7 @@ class _Run:
     dead_letter_table: str
     topic_id: str
     report: IngestReport
+    table_exists: bool = False  # known once: not loaded again for every batch
 
 
 def ingest(
@@ -240,11 +241,12 @@ def _ingest_batch(run: _Run, raw: RawBatch, decoded: DecodeResult, ingested_at: 
     if decoded.failures:
         _commit_dead_letters(run, raw, decoded, ingested_at)
     rows = with_kafka_columns(decoded.table, raw, decoded.row_index, ingested_at)
-    if table_or_none(run.catalog, run.spec.table) is None:
+    if not run.table_exists and table_or_none(run.catalog, run.spec.table) is None:
         schema = rows.schema if rows.num_rows else _schema_from_registry(run, ingested_at)
         if schema is None:
             return  # nothing to create the table from yet; the dead letters are safe already
         ensure_table(run.catalog, run.spec.table, schema, run.spec.partition_by)
+    run.table_exists = True
     outcome = commit_batch(
         run.catalog,
         run.spec.table,

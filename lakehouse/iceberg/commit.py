@@ -260,7 +260,9 @@ def _trim(rows: pa.Table, committed: Mapping[int, int], part_col: str, off_col: 
     floors = pa.array(list(committed.values()), pa.int64())
     index = pc.index_in(rows[part_col].cast(pa.int64()), value_set=parts)
     floor = pc.fill_null(pc.take(floors, index), 0)
-    return rows.filter(pc.greater_equal(rows[off_col], floor))
+    keep = pc.greater_equal(rows[off_col], floor)
+    # The usual case (no overlap with the table) keeps every row: no copy of the batch.
+    return rows if pc.all(keep, skip_nulls=False).as_py() else rows.filter(keep)
 
 
 def _dump_ranges(
