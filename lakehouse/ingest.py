@@ -25,7 +25,7 @@ from lakehouse.iceberg.commit import (
     committed_topic_id,
     topic_id_key,
 )
-from lakehouse.iceberg.dead_letters import DEAD_LETTER_PARTITIONING, dead_letter_rows
+from lakehouse.iceberg.dead_letters import commit_dead_letters, dead_letter_rows
 from lakehouse.kafka.admin import earliest_offsets, end_offsets, topic_id
 from lakehouse.kafka.offsets import PartitionRange, plan_ranges, total_lag
 from lakehouse.kafka.reader import RawBatch, consumer_config, read_batches
@@ -280,20 +280,13 @@ def _commit_dead_letters(
     """Dead letters first: a crash before the rows commit re-reads the batch, and this table
     trims what it already holds."""
     dead = dead_letter_rows(raw, decoded.failures, run.run_id, ingested_at)
-    table = ensure_table(run.catalog, run.dead_letter_table, dead.schema, DEAD_LETTER_PARTITIONING)
-    committed = committed_offsets(table, run.spec.topic)
-    # The dead-letter table only sees batches that had dead letters: its range for this
-    # batch starts where it last stopped, so skipping clean batches leaves no gap.
-    start = {p: min(s, committed.get(p, s)) for p, s in raw.start_offsets.items()}
-    outcome = commit_batch(
+    outcome = commit_dead_letters(
         run.catalog,
         run.dead_letter_table,
         run.spec.topic,
         dead,
-        start,
+        raw.start_offsets,
         raw.next_offsets,
-        partition_column="partition",
-        offset_column="offset",
     )
     run.report.dead_letters += outcome.rows_written
 
