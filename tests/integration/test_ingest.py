@@ -1,8 +1,6 @@
 """Bronze ingestion against the real broker, registry and catalog: the exactly-once oracle
 under re-runs, concurrent runs, SIGKILL at each commit point and a registry outage."""
 
-import uuid
-
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
@@ -11,31 +9,21 @@ from lakehouse.config import BatchLimits
 from lakehouse.demo.producer import produce
 from lakehouse.errors import RegistryUnavailableError
 from lakehouse.iceberg.catalog import load_catalog, table_or_none
-from lakehouse.ingest import ingest, plan
+from lakehouse.ingest import plan
 from lakehouse.kafka.admin import end_offsets
 from lakehouse.settings import Settings
 from tests.conftest import free_port
 from tests.integration.ingest_helpers import (
-    DEAD_LETTERS,
     assert_exactly_once,
     bronze_frame,
     dead_letter_frame,
     fresh_spec,
+    ingest_once,
     run_worker,
     worker_result,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def run(settings: Settings, spec, **kwargs):  # type: ignore[no-untyped-def]
-    return ingest(
-        settings,
-        spec,
-        run_id=f"test-{uuid.uuid4().hex[:6]}",
-        dead_letter_table=DEAD_LETTERS,
-        **kwargs,
-    )
 
 
 def test_good_events_once_bad_ones_dead_lettered_across_batches(stack: Settings) -> None:
@@ -54,7 +42,7 @@ def test_good_events_once_bad_ones_dead_lettered_across_batches(stack: Settings)
     )
     assert report.ok and sum(report.malformed.values()) > 0 and report.v2 > 0
 
-    first = run(stack, spec)
+    first = ingest_once(stack, spec)
     assert first.records_written == report.delivered
     assert first.dead_letters == sum(report.malformed.values())
     assert first.batches >= 4 and first.lag_left == 0
@@ -66,7 +54,7 @@ def test_good_events_once_bad_ones_dead_lettered_across_batches(stack: Settings)
     assert "user_location" in rows.columns  # v2 added an optional column
     assert rows.filter(rows["user_location"].is_not_null()).height > 0
 
-    again = run(stack, spec)  # the same run twice: nothing new
+    again = ingest_once(stack, spec)  # the same run twice: nothing new
     assert again.records_written == 0 and again.dead_letters == 0
     assert_exactly_once(stack, spec, set(report.ids))
 
@@ -85,9 +73,9 @@ def test_replaying_an_explicit_range_never_duplicates(stack: Settings) -> None:
     report = produce(
         stack, "payments", count=600, topic=spec.topic, seed=3, progress=False, collect_ids=True
     )
-    run(stack, spec)
+    ingest_once(stack, spec)
     ends = end_offsets(stack, spec.topic)
-    replay = run(stack, spec, explicit_ranges={p: (0, e) for p, e in ends.items()})
+    replay = ingest_once(stack, spec, explicit_ranges={p: (0, e) for p, e in ends.items()})
     assert replay.records_written == 0
     assert_exactly_once(stack, spec, set(report.ids))
 
@@ -130,7 +118,7 @@ def test_sigkill_at_a_commit_point_then_resume(stack: Settings, kill_at: str) ->
     assert killed.returncode == -9
     written_before = bronze_frame(stack, spec).height
     assert 0 < written_before < report.delivered
-    resumed = run(stack, spec)
+    resumed = ingest_once(stack, spec)
     assert resumed.records_written == report.delivered - written_before
     assert_exactly_once(stack, spec, set(report.ids))
 
@@ -154,11 +142,11 @@ def test_registry_down_fails_clearly_and_commits_nothing(stack: Settings) -> Non
         }
     )
     with pytest.raises(RegistryUnavailableError):
-        run(stack, spec, schemas=RegistrySchemaSource(dead_registry))
+        ingest_once(stack, spec, schemas=RegistrySchemaSource(dead_registry))
     catalog = load_catalog(stack)
     assert table_or_none(catalog, spec.table) is None
     assert dead_letter_frame(stack, spec).height == 0  # nothing dead-lettered for an outage
-    run(stack, spec)  # registry back
+    ingest_once(stack, spec)  # registry back
     assert_exactly_once(stack, spec, set(report.ids))
     assert dead_letter_frame(stack, spec).height == sum(report.malformed.values())
 
@@ -181,5 +169,5 @@ def test_plan_reads_no_bodies_and_matches_lag(stack: Settings) -> None:
     produce(stack, "readings", count=120, topic=spec.topic, seed=4, progress=False)
     ranges = plan(stack, spec)
     assert sum(r.count for r in ranges) == 120
-    run(stack, spec)
+    ingest_once(stack, spec)
     assert plan(stack, spec) == []
