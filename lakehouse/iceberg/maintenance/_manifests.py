@@ -8,7 +8,6 @@ their entries from this cache.
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 
 from pyiceberg.expressions import BooleanExpression
@@ -25,6 +24,8 @@ from pyiceberg.table.delete_file_index import DeleteFileIndex
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.typedef import KeyDefaultDict, Record
+
+from lakehouse.iceberg.maintenance._avro import read_manifests
 
 
 class ManifestEntries:
@@ -43,19 +44,16 @@ class ManifestEntries:
         return listed
 
     def load(self, manifests: Iterable[ManifestFile]) -> None:
-        """Read the manifests not read yet (a few threads: the reads overlap I/O)."""
+        """Read the manifests not read yet (fastavro, see `_avro`)."""
         todo = {m.manifest_path: m for m in manifests if m.manifest_path not in self._entries}
         if not todo:
             return
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            for path, entries in zip(
-                todo,
-                pool.map(
-                    lambda m: m.fetch_manifest_entry(self._io, discard_deleted=False), todo.values()
-                ),
-                strict=True,
-            ):
-                self._entries[path] = entries
+        for path, entries in zip(todo, read_manifests(self._io, list(todo.values())), strict=True):
+            self._entries[path] = entries
+
+    def put(self, path: str, entries: list[ManifestEntry]) -> None:
+        """Entries of a manifest this run wrote (as a reader of it would get them)."""
+        self._entries[path] = entries
 
     def has(self, manifest: ManifestFile) -> bool:
         """Whether `manifest` was read already."""
