@@ -17,17 +17,26 @@ import contextlib
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 from pyiceberg.exceptions import ValidationException
 from pyiceberg.manifest import (
+    DataFile,
     ManifestContent,
     ManifestEntry,
     ManifestEntryStatus,
     ManifestFile,
     ManifestWriter,
 )
+from pyiceberg.partitioning import PartitionSpec
+from pyiceberg.schema import Schema
 from pyiceberg.table import TableProperties, Transaction
-from pyiceberg.table.snapshots import Operation, Summary
+from pyiceberg.table.snapshots import (
+    Operation,
+    SnapshotSummaryCollector,
+    Summary,
+    update_snapshot_summaries,
+)
 from pyiceberg.table.update.snapshot import _OverwriteFiles
 from pyiceberg.table.update.validate import (
     _validate_data_files_exist,
@@ -37,6 +46,7 @@ from pyiceberg.typedef import EMPTY_DICT, KeyDefaultDict
 from pyiceberg.utils.bin_packing import ListPacker
 from pyiceberg.utils.properties import property_as_int
 
+from lakehouse.iceberg.maintenance._avro import fast_manifest_writer, written_entries
 from lakehouse.iceberg.maintenance._manifests import ManifestEntries
 
 
@@ -68,11 +78,39 @@ class ReplaceFiles(_OverwriteFiles):
         self._merge = merge_manifests
         self._drop_deleted = drop_deleted_entries
         self._cache = entries or ManifestEntries(transaction._table.io)
+        self._wrote: dict[str, list[ManifestEntry] | None] = {}
 
     def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
-        # pyiceberg's summary totals only know append/overwrite/delete; the totals are the
-        # same for a replace, only the label differs.
-        summary = super()._summary(snapshot_properties)
+        """pyiceberg's `_summary`, with each partition's path computed once rather than once
+        per file (4,000 `partition_to_path` calls took ~0.25 s), labelled `replace`."""
+        metadata = self._transaction.table_metadata
+        schema = metadata.schema()
+        specs = metadata.specs()
+        collector = _PathCachingCollector(
+            partition_summary_limit=property_as_int(
+                metadata.properties,
+                TableProperties.WRITE_PARTITION_SUMMARY_LIMIT,
+                TableProperties.WRITE_PARTITION_SUMMARY_LIMIT_DEFAULT,
+            )
+            or 0
+        )
+        for data_file in self._added_data_files:
+            collector.add_file(data_file, schema=schema, partition_spec=metadata.spec())
+        for data_file in self._deleted_data_files:
+            collector.remove_file(data_file, schema=schema, partition_spec=specs[data_file.spec_id])
+        parent = (
+            metadata.snapshot_by_id(self._parent_snapshot_id)
+            if self._parent_snapshot_id is not None
+            else None
+        )
+        # pyiceberg's totals only know append/overwrite/delete; a replace's are an
+        # overwrite's, only the label differs
+        summary = update_snapshot_summaries(
+            summary=Summary(
+                operation=Operation.OVERWRITE, **collector.build(), **snapshot_properties
+            ),
+            previous_summary=parent.summary if parent is not None else None,
+        )
         return Summary(operation=Operation.REPLACE, **summary.additional_properties)
 
     def _validate_concurrency(self) -> None:
@@ -90,6 +128,11 @@ class ReplaceFiles(_OverwriteFiles):
         _validate_no_new_deletes_for_data_files(
             table, window.head, None, self._deleted_data_files, window.base
         )
+
+    def new_manifest_writer(self, spec: PartitionSpec) -> ManifestWriter:
+        """pyiceberg's manifest writer (header, counts, partition summaries) with fastavro
+        encoding the entries (see `_avro`)."""
+        return fast_manifest_writer(super().new_manifest_writer(spec))
 
     def fetch_manifest_entry(
         self, manifest: ManifestFile, discard_deleted: bool = True
@@ -179,8 +222,40 @@ class ReplaceFiles(_OverwriteFiles):
                     writer.add(entry)
                 for m in bin_:
                     self._copy_entries(writer, m, deleted)
-            new.append(writer.to_manifest_file())
+            manifest = writer.to_manifest_file()
+            self._wrote[manifest.manifest_path] = written_entries(writer)
+            new.append(manifest)
         return new + kept
+
+    def remember_written(self) -> None:
+        """After `commit()` staged the snapshot: put the entries of the manifests it wrote in
+        the cache as a reader of the snapshot would get them (ADDED entries inherit its
+        sequence number), so a producer stacked on it in the same transaction (the manifest
+        rewrite) does not read them back."""
+        snapshot = self._transaction.table_metadata.snapshot_by_id(self.snapshot_id)
+        if snapshot is None:
+            return
+        seq = snapshot.sequence_number
+        for path, written in self._wrote.items():
+            if written is None:
+                continue
+            self._cache.put(
+                path,
+                [
+                    e
+                    if e.sequence_number is not None
+                    else ManifestEntry.from_args(
+                        status=e.status,
+                        snapshot_id=e.snapshot_id,
+                        sequence_number=seq,
+                        file_sequence_number=(
+                            seq if e.file_sequence_number is None else e.file_sequence_number
+                        ),
+                        data_file=e.data_file,
+                    )
+                    for e in written
+                ],
+            )
 
     def _merge_bins(self, data: list[ManifestFile]) -> list[list[ManifestFile]]:
         """Data manifests packed per spec into bins of about `commit.manifest.target-size-bytes`
@@ -226,6 +301,27 @@ class ReplaceFiles(_OverwriteFiles):
             if path not in kept:
                 with contextlib.suppress(OSError):  # left for orphan removal
                     self._io.delete(path)
+
+
+class _PathCachingCollector(SnapshotSummaryCollector):
+    """pyiceberg's summary collector, computing each partition's path once."""
+
+    def __init__(self, partition_summary_limit: int = 0) -> None:
+        super().__init__(partition_summary_limit=partition_summary_limit)
+        self._paths: dict[tuple[int, tuple[Any, ...]], str] = {}
+
+    def update_partition_metrics(
+        self, partition_spec: PartitionSpec, file: DataFile, is_add_file: bool, schema: Schema
+    ) -> None:
+        key = (partition_spec.spec_id, tuple(file.partition._data))
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths[key] = partition_spec.partition_to_path(file.partition, schema)
+        metrics = self.partition_metrics[path]
+        if is_add_file:
+            metrics.add_file(file)
+        else:
+            metrics.remove_file(file)
 
 
 def _live(manifest: ManifestFile) -> bool:

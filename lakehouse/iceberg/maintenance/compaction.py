@@ -58,8 +58,8 @@ class CompactionReport(Report):
     commit_seconds: float = 0.0
     """Writing manifests and the manifest list, and the catalog commits (all attempts)."""
     manifest_rewrite_snapshot_id: int = -1
-    """The manifest-only `replace` snapshot committed after a merging compaction to drop the
-    DELETED entries from the current manifests, or -1 (none needed, or it lost its races)."""
+    """The manifest-only `replace` snapshot on top of a merging compaction's, dropping the
+    DELETED entries from the current manifests (same catalog commit), or -1 (none needed)."""
 
 
 def _manifest_count(table: Table, entries: ManifestEntries) -> int:
@@ -73,7 +73,10 @@ def _commit(
     written: dict[tuple[str, ...], list[DataFile]],
     merge_manifests: bool,
     entries: ManifestEntries,
-) -> int:
+) -> tuple[int, int]:
+    """One catalog commit: the `replace` snapshot and, after a merge that left DELETED
+    entries in the current manifests, the manifest rewrite on top of it (see
+    `_manifest_rewrite`). Returns both snapshot ids (-1: no rewrite)."""
     transaction = ViewTransaction(table)
     producer = ReplaceFiles(transaction, merge_manifests=merge_manifests, entries=entries)
     for group in groups:
@@ -82,9 +85,33 @@ def _commit(
         for new in written[_key(group)]:
             producer.append_data_file(new)
     producer.commit()
+    rewrite = _manifest_rewrite(transaction, producer, entries) if merge_manifests else None
     transaction.commit_transaction()
     producer.delete_merged_away_manifests()
-    return producer.snapshot_id
+    if rewrite is None:
+        return producer.snapshot_id, -1
+    rewrite.delete_merged_away_manifests()
+    return producer.snapshot_id, rewrite.snapshot_id
+
+
+def _manifest_rewrite(
+    transaction: ViewTransaction, compaction: ReplaceFiles, entries: ManifestEntries
+) -> ReplaceFiles | None:
+    """Stage a manifest-only `replace` snapshot (same live files, no DELETED entries) on top
+    of the compaction's, in the same transaction, when the compaction's manifests hold
+    DELETED entries: pyiceberg's scan planning decodes every entry of the current snapshot,
+    deleted ones included. The compaction's snapshot keeps its DELETED entries in history
+    (incremental readers, expiry), as Java's rewrite_data_files followed by
+    rewrite_manifests leaves it."""
+    snapshot = transaction.table_metadata.snapshot_by_id(compaction.snapshot_id)
+    if snapshot is None or not any(m.deleted_files_count for m in entries.manifests(snapshot)):
+        return None
+    compaction.remember_written()
+    rewrite = ReplaceFiles(
+        transaction, merge_manifests=True, drop_deleted_entries=True, entries=entries
+    )
+    rewrite.commit()
+    return rewrite
 
 
 def _key(group: FileGroup) -> tuple[str, ...]:
@@ -140,7 +167,7 @@ def compact(
     written = _rewrite_all(table, groups)
     phases.append(time.monotonic() - started - phases[0])
     try:
-        table, groups, snapshot_id, attempts = _commit_with_retries(
+        table, groups, snapshot_ids, attempts = _commit_with_retries(
             table_or_loader, table, groups, written, merge, max_attempts, entries
         )
     except CommitConflictError:
@@ -151,9 +178,7 @@ def compact(
         raise LakehouseError(f"compaction of {table.name()}: commit outcome unknown") from exc
     # Any other failure leaves the new files for orphan removal: deleting them is only safe
     # when the commit certainly did not land.
-    cleaned = _drop_deleted_entries(table_or_loader, table, entries, max_attempts) if merge else -1
-    if cleaned != -1:
-        table = load(table_or_loader)
+    snapshot_id, cleaned = snapshot_ids
     report = _report(
         plan,
         groups,
@@ -166,33 +191,6 @@ def compact(
         phases,
     )
     return dataclasses.replace(report, manifest_rewrite_snapshot_id=cleaned)
-
-
-def _drop_deleted_entries(
-    table_or_loader: TableOrLoader, table: Table, entries: ManifestEntries, max_attempts: int
-) -> int:
-    """Commit a manifest rewrite (same live files, no DELETED entries) on top of a merging
-    compaction, so that planning a scan of the current snapshot reads only live entries:
-    the compaction's snapshot keeps its DELETED entries in history (incremental readers,
-    expiry), as Java's rewrite_data_files followed by rewrite_manifests leaves it. Best
-    effort: a lost race or an unknown outcome leaves the compaction as committed."""
-    for _ in range(max_attempts):
-        snapshot = table.current_snapshot()
-        if snapshot is None or not any(m.deleted_files_count for m in entries.manifests(snapshot)):
-            return -1
-        transaction = ViewTransaction(table)
-        producer = ReplaceFiles(
-            transaction, merge_manifests=True, drop_deleted_entries=True, entries=entries
-        )
-        try:
-            producer.commit()
-            transaction.commit_transaction()
-            return producer.snapshot_id
-        except CommitFailedException:
-            table = load(table_or_loader)
-        except CommitStateUnknownException:
-            return -1
-    return -1
 
 
 def _rewrite_all(
@@ -226,7 +224,7 @@ def _commit_with_retries(
     merge: bool,
     max_attempts: int,
     entries: ManifestEntries,
-) -> tuple[Table, tuple[FileGroup, ...], int, int]:
+) -> tuple[Table, tuple[FileGroup, ...], tuple[int, int], int]:
     """Commit; after a lost race reload, re-check every group against the new head, retry."""
     spec_id = table.metadata.default_spec_id
     for attempt in range(1, max_attempts + 1):
