@@ -171,16 +171,17 @@ def test_partition_filter_and_small_file_stats(catalog: SqlCatalog) -> None:
 def _hook_rewrite(monkeypatch: pytest.MonkeyPatch, action) -> list[str]:
     """Run `action` once, after compaction wrote its files and before it commits."""
     written: list[str] = []
-    real = compaction_module.rewrite_group
+    real = compaction_module.rewrite_groups
 
-    def rewrite(table, group):
-        out = real(table, group)
-        written.extend(f.file_path for f in out)
-        if len(written) == len(out):
+    def rewrite(table, groups):
+        out = real(table, groups)
+        first = not written
+        written.extend(f.file_path for files in out for f in files)
+        if first:
             action()
         return out
 
-    monkeypatch.setattr(compaction_module, "rewrite_group", rewrite)
+    monkeypatch.setattr(compaction_module, "rewrite_groups", rewrite)
     return written
 
 
@@ -209,10 +210,10 @@ def test_compaction_whose_input_was_removed_fails_cleanly(
     table = ingest(make_table(catalog, retries=retries), batches=8, size=20)
 
     def other_compaction() -> None:
-        monkeypatch.setattr(compaction_module, "rewrite_group", real)
+        monkeypatch.setattr(compaction_module, "rewrite_groups", real)
         compact(catalog.load_table("bronze.events"), target_file_size_bytes=1 << 20)
 
-    real = compaction_module.rewrite_group
+    real = compaction_module.rewrite_groups
     written = _hook_rewrite(monkeypatch, other_compaction)
 
     with pytest.raises(CommitConflictError):

@@ -2,10 +2,8 @@
 merge the snapshot's manifests, in one atomic `replace` commit that races ingestion safely."""
 
 import dataclasses
-import os
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
@@ -18,7 +16,7 @@ from lakehouse.errors import CommitConflictError, LakehouseError
 from lakehouse.iceberg.maintenance._files import delete_all
 from lakehouse.iceberg.maintenance._manifests import ManifestEntries
 from lakehouse.iceberg.maintenance._producer import ReplaceFiles
-from lakehouse.iceberg.maintenance._rewrite import rewrite_group
+from lakehouse.iceberg.maintenance._rewrite import rewrite_groups
 from lakehouse.iceberg.maintenance._table import TableOrLoader, load
 from lakehouse.iceberg.maintenance._transaction import ViewTransaction
 from lakehouse.iceberg.maintenance.planning import (
@@ -196,20 +194,8 @@ def compact(
 def _rewrite_all(
     table: Table, groups: tuple[FileGroup, ...]
 ) -> dict[tuple[str, ...], list[DataFile]]:
-    """Rewrite groups in parallel (pyarrow releases the GIL); on any failure delete all output."""
-    written: dict[tuple[str, ...], list[DataFile]] = {}
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        futures = {pool.submit(rewrite_group, table, g): _key(g) for g in groups}
-        failure: BaseException | None = None
-        for future in as_completed(futures):
-            try:
-                written[futures[future]] = future.result()
-            except BaseException as exc:
-                failure = failure or exc
-    if failure is not None:
-        _discard(table, written)
-        raise failure
-    return written
+    """Every group rewritten (`rewrite_groups` deletes its output itself on failure)."""
+    return {_key(g): files for g, files in zip(groups, rewrite_groups(table, groups), strict=True)}
 
 
 def _discard(table: Table, written: dict[tuple[str, ...], list[DataFile]]) -> None:
