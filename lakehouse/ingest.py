@@ -5,7 +5,7 @@ overlapping run or retry after a crash neither loses nor duplicates an event.
 """
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,15 +20,18 @@ from lakehouse.config import StreamSpec
 from lakehouse.errors import OffsetGapError
 from lakehouse.iceberg.catalog import ensure_table, load_catalog, table_or_none
 from lakehouse.iceberg.commit import (
+    StagedFiles,
     commit_batch,
     committed_offsets,
     committed_topic_id,
+    stage_files,
     topic_id_key,
 )
 from lakehouse.iceberg.dead_letters import commit_dead_letters, dead_letter_rows
-from lakehouse.kafka.admin import earliest_offsets, end_offsets, topic_id
+from lakehouse.kafka.admin import topic_id, watermarks
 from lakehouse.kafka.offsets import PartitionRange, plan_ranges, total_lag
 from lakehouse.kafka.reader import RawBatch, consumer_config, read_batches
+from lakehouse.kafka.reader_process import ReaderProcess
 from lakehouse.pipeline import Background
 from lakehouse.settings import Settings
 
@@ -95,8 +98,8 @@ def with_kafka_columns(
     # row_index is ascending: with every message decoded it is 0..n-1 and needs no take.
     every_message = n == len(raw)
 
-    def column(values: list[Any], kind: pa.DataType) -> pa.Array:
-        array = pa.array(values, kind)
+    def column(values: pa.Array, kind: pa.DataType) -> pa.Array:
+        array = values.cast(kind)
         return array if every_message else array.take(row_index)
 
     timestamps = column(raw.timestamps_ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
@@ -121,12 +124,8 @@ def plan(settings: Settings, spec: StreamSpec, catalog: Any | None = None) -> li
     committed = committed_offsets(table, spec.topic) if table is not None else {}
     if table is not None:
         _refuse_recreated_topic(settings, spec, table)
-    return plan_ranges(
-        spec.topic,
-        committed,
-        earliest_offsets(settings, spec.topic),
-        end_offsets(settings, spec.topic),
-    )
+    low, high = watermarks(settings, spec.topic)
+    return plan_ranges(spec.topic, committed, low, high)
 
 
 def _refuse_recreated_topic(settings: Settings, spec: StreamSpec, table: Any) -> None:
@@ -175,72 +174,130 @@ def ingest(
     already in the table are skipped, so a replay never duplicates.
     """
     started = time.monotonic()
-    catalog = catalog if catalog is not None else load_catalog(settings)
-    schemas = schemas if schemas is not None else RegistrySchemaSource(settings)
-    report = IngestReport(stream=spec.name, topic=spec.topic, table=spec.table)
-    if explicit_ranges is not None:
-        ranges = [PartitionRange(p, s, e) for p, (s, e) in sorted(explicit_ranges.items()) if e > s]
-    else:
-        ranges = plan(settings, spec, catalog)
-    log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
-    run = _Run(
-        settings,
-        catalog,
-        schemas,
-        spec,
-        run_id,
-        dead_letter_table,
-        topic_id(settings, spec.topic),
-        report,
-    )
-    consumer = Consumer(consumer_config(settings))
+    # Started first: the child imports and connects while this process plans.
+    reader = ReaderProcess(consumer_config(settings)) if settings.reader_process else None
     try:
-        # Batch N is committed in the background while batch N+1 is read and decoded; the
-        # commits themselves stay one at a time and in order (lakehouse/pipeline.py).
-        with Background("lakehouse-commit") as committer:
-            for raw in read_batches(
-                consumer,
-                spec.topic,
-                ranges,
-                max_records=spec.batch.max_records,
-                max_bytes=spec.batch.max_bytes,
-                stop=committer.failed.is_set,
-            ):
-                ingested_at = datetime.now(UTC)
-                decoded = decode_values(raw.values, schemas)
-                committer.submit(_commit_batch, run, consumer, raw, decoded, ingested_at, log)
-            committer.wait()
+        catalog = catalog if catalog is not None else load_catalog(settings)
+        schemas = schemas if schemas is not None else RegistrySchemaSource(settings)
+        report = IngestReport(stream=spec.name, topic=spec.topic, table=spec.table)
+        if explicit_ranges is not None:
+            ranges = [
+                PartitionRange(p, s, e) for p, (s, e) in sorted(explicit_ranges.items()) if e > s
+            ]
+        else:
+            ranges = plan(settings, spec, catalog)
+        log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
+        run = _Run(
+            settings,
+            catalog,
+            schemas,
+            spec,
+            run_id,
+            dead_letter_table,
+            topic_id(settings, spec.topic),
+            report,
+        )
+        consumer = Consumer(consumer_config(settings))
+        try:
+            _run_stages(run, consumer, reader, ranges, log)
+        finally:
+            consumer.close()
     finally:
-        consumer.close()
+        if reader is not None:
+            reader.close()
     report.lag_left = total_lag(plan(settings, spec, catalog)) if explicit_ranges is None else 0
     report.seconds = time.monotonic() - started
     return report
 
 
-def _commit_batch(
+@dataclass
+class _Batch:
+    """One batch on its way through the stages: read, decoded, written, committed."""
+
+    raw: RawBatch
+    decoded: DecodeResult
+    rows: pa.Table
+    ingested_at: datetime
+    staged: StagedFiles | None = None
+
+
+def _run_stages(
     run: _Run,
     consumer: Consumer,
-    raw: RawBatch,
-    decoded: DecodeResult,
-    ingested_at: datetime,
+    reader: ReaderProcess | None,
+    ranges: list[PartitionRange],
     log: Callable[[str], None],
 ) -> None:
-    """Commit one decoded batch (dead letters, rows with offsets), then the consumer group."""
-    _ingest_batch(run, raw, decoded, ingested_at)
+    """Read, decode, write files and commit, one thread per stage, batches in order.
+
+    While batch N commits, N+1's files are written, N+2 decoded and N+3 read: the commit,
+    the only step that must run one batch at a time, holds no Parquet encoding
+    (lakehouse/pipeline.py). A failure stops every stage and is raised here.
+    """
+    spec = run.spec
+    with (
+        Background("lakehouse-commit") as committer,
+        Background("lakehouse-write") as writer,
+        Background("lakehouse-decode") as decoder,
+    ):
+
+        def decode(raw: RawBatch) -> None:
+            ingested_at = datetime.now(UTC)
+            decoded = decode_values(raw.values, run.schemas)
+            rows = with_kafka_columns(decoded.table, raw, decoded.row_index, ingested_at)
+            writer.submit(write, _Batch(raw, decoded, rows, ingested_at))
+
+        def write(batch: _Batch) -> None:
+            if not run.table_exists and batch.rows.num_rows:
+                ensure_table(run.catalog, spec.table, batch.rows.schema, spec.partition_by)
+                run.table_exists = True
+            batch.staged = stage_files(run.catalog, spec.table, batch.rows)
+            committer.submit(_commit_batch, run, consumer, batch, log)
+
+        stages = (decoder, writer, committer)
+
+        def stop() -> bool:
+            return any(stage.failed.is_set() for stage in stages)
+
+        for raw in _batches(run, consumer, reader, ranges, stop):
+            decoder.submit(decode, raw)
+        for stage in stages:
+            stage.wait()
+
+
+def _batches(
+    run: _Run,
+    consumer: Consumer,
+    reader: ReaderProcess | None,
+    ranges: list[PartitionRange],
+    stop: Callable[[], bool],
+) -> Iterator[RawBatch]:
+    """The run's batches, read by the child process if there is one, else by `consumer`."""
+    limits = {"max_records": run.spec.batch.max_records, "max_bytes": run.spec.batch.max_bytes}
+    if not any(r.count for r in ranges):
+        return iter(())
+    if reader is not None:
+        return reader.batches(run.spec.topic, ranges, stop=stop, **limits)
+    return read_batches(consumer, run.spec.topic, ranges, stop=stop, **limits)
+
+
+def _commit_batch(run: _Run, consumer: Consumer, batch: _Batch, log: Callable[[str], None]) -> None:
+    """Commit one batch (dead letters, rows with offsets), then the consumer group."""
+    _ingest_batch(run, batch)
     consumer.commit(
-        offsets=[TopicPartition(run.spec.topic, p, o) for p, o in raw.next_offsets.items()],
+        offsets=[TopicPartition(run.spec.topic, p, o) for p, o in batch.raw.next_offsets.items()],
         asynchronous=False,
     )
     log(
-        f"batch {run.report.batches}: {len(raw)} messages, "
+        f"batch {run.report.batches}: {len(batch.raw)} messages, "
         f"{run.report.records_written} rows and {run.report.dead_letters} dead letters so far"
     )
 
 
-def _ingest_batch(run: _Run, raw: RawBatch, decoded: DecodeResult, ingested_at: datetime) -> None:
+def _ingest_batch(run: _Run, batch: _Batch) -> None:
+    raw, decoded, rows, ingested_at = batch.raw, batch.decoded, batch.rows, batch.ingested_at
     if decoded.failures:
         _commit_dead_letters(run, raw, decoded, ingested_at)
-    rows = with_kafka_columns(decoded.table, raw, decoded.row_index, ingested_at)
     if not run.table_exists and table_or_none(run.catalog, run.spec.table) is None:
         schema = rows.schema if rows.num_rows else _schema_from_registry(run, ingested_at)
         if schema is None:
@@ -256,6 +313,7 @@ def _ingest_batch(run: _Run, raw: RawBatch, decoded: DecodeResult, ingested_at: 
         raw.next_offsets,
         snapshot_properties={"lakehouse.run-id": run.run_id},
         table_properties={topic_id_key(run.spec.topic): run.topic_id},
+        staged=batch.staged,
     )
     report = run.report
     report.batches += 1

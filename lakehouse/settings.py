@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     schema_registry_timeout_seconds: float = 10.0
     catalog_name: str = "lakehouse"
     consumer_group: str = "lakehouse"
+    reader_process: bool = Field(
+        default=True,
+        description="Read Kafka in a child process (another core) rather than a thread.",
+    )
     streams_file: Path = Field(default=Path("streams.yaml"), description="Stream declarations.")
     bind_host: str = "127.0.0.1"
 

@@ -45,7 +45,7 @@ class _Group:
 
 
 def decode_values(
-    values: Sequence[bytes | None],
+    values: pa.LargeBinaryArray | Sequence[bytes | None],
     schemas: SchemaSource,
     *,
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
@@ -71,10 +71,12 @@ def decode_values(
 
 
 def _split_frames(
-    values: Sequence[bytes | None], max_value_bytes: int, failures: list[Failure]
+    values: pa.LargeBinaryArray | Sequence[bytes | None],
+    max_value_bytes: int,
+    failures: list[Failure],
 ) -> list[tuple[int, pa.Int64Array, pa.LargeBinaryArray]]:
     """(schema id, batch positions, datums) per schema id; bad frames go to `failures`."""
-    array = pa.array(values, pa.large_binary())
+    array = values if isinstance(values, pa.Array) else pa.array(values, pa.large_binary())
     size = pc.binary_length(array)
     magic = pc.equal(pc.binary_slice(array, 0, 1), pa.scalar(bytes([MAGIC]), pa.large_binary()))
     good = pc.fill_null(
@@ -86,7 +88,7 @@ def _split_frames(
     bad = pc.indices_nonzero(pc.invert(good)).to_pylist()
     for index in bad:
         try:
-            parse_frame(values[index], max_value_bytes)  # raises for every such value
+            parse_frame(array[index].as_py(), max_value_bytes)  # raises for every such value
         except DecodeError as exc:
             failures.append(Failure(index, exc.kind, exc.message, None))
     all_good = not bad

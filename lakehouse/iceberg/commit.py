@@ -24,6 +24,8 @@ from pyiceberg.exceptions import (
     NoSuchTableError,
     ValidationException,
 )
+from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
@@ -34,7 +36,7 @@ from lakehouse.errors import (
     SchemaEvolutionError,
 )
 from lakehouse.iceberg.catalog import NO_AUTO_RETRY, retry_locked
-from lakehouse.iceberg.evolution import evolve_schema, normalize_rows
+from lakehouse.iceberg.evolution import evolve_schema, fits_schema, normalize_rows
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ COMMIT_ID = "lakehouse.commit-id"  # snapshot-summary key: find our commit after
 TOPIC_SUMMARY_KEY = "lakehouse.topic"
 RANGE_SUMMARY_KEY = "lakehouse.range"  # snapshot-summary key: {"<partition>": [start, next]}
 RETRY_PROPERTY = "commit.retry.num-retries"
+MANIFEST_MERGE_PROPERTY = "commit.manifest-merge.enabled"
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,45 @@ def committed_offsets(table: Table, topic: str) -> dict[int, int]:
         ) from exc
 
 
+@dataclass(frozen=True)
+class StagedFiles:
+    """Data files already written for a batch's rows, against one schema and partition spec.
+
+    `commit_batch` commits them as they are when the table still has that schema and spec
+    and none of the rows is already in the table; otherwise it writes the rows again.
+    Written ahead of the commit, they take the Parquet encoding out of the serial commit
+    step, so one batch's files are written while the previous batch commits.
+    """
+
+    rows: pa.Table
+    data_files: tuple[DataFile, ...]
+    schema_id: int
+    spec_id: int
+
+
+def stage_files(catalog: Catalog, identifier: str, rows: pa.Table) -> StagedFiles | None:
+    """Write `rows` as data files of the table's current schema and spec, uncommitted.
+
+    None (nothing written) when there is nothing to write or the rows need what only the
+    commit can do: a missing table, a schema change, a merging append. Files of a batch
+    never committed are orphans, which orphan-file removal deletes.
+    """
+    rows = normalize_rows(rows)
+    if rows.num_rows == 0:
+        return None
+    try:
+        table = catalog.load_table(identifier)
+    except NoSuchTableError:
+        return None
+    if table.properties.get(MANIFEST_MERGE_PROPERTY, "false").lower() == "true":
+        return None
+    if not fits_schema(table.schema(), rows.schema):
+        return None
+    metadata = table.metadata
+    data_files = tuple(_dataframe_to_data_files(metadata, rows, table.io))
+    return StagedFiles(rows, data_files, metadata.current_schema_id, metadata.default_spec_id)
+
+
 def commit_batch(
     catalog: Catalog,
     identifier: str,
@@ -115,6 +157,7 @@ def commit_batch(
     table_properties: Mapping[str, str] | None = None,
     max_attempts: int = 12,
     lock_budget_seconds: float = 60.0,
+    staged: StagedFiles | None = None,
 ) -> CommitOutcome:
     """Append the rows of offsets [start, next) per partition with the offsets, exactly once.
 
@@ -123,11 +166,13 @@ def commit_batch(
     partition with no committed offset accepts any start: the planner chose it). Returns an
     outcome with `snapshot_id=None` when the table already held everything.
     `table_properties` (e.g. the Kafka topic id) are set in the same transaction.
+    `staged` (from `stage_files` on these rows) is committed instead of writing the rows
+    again whenever the table still fits it.
     Raises CommitConflictError after `max_attempts` lost races, SchemaEvolutionError when
     the rows change the schema in a way Iceberg cannot take (nothing committed).
     """
+    rows = staged.rows if staged is not None else normalize_rows(rows)
     _check_batch(rows, start_offsets, next_offsets, partition_column, offset_column)
-    rows = normalize_rows(rows)
     started = time.monotonic()
     commit_id = str(uuid.uuid4())
     conflicts = 0
@@ -164,11 +209,19 @@ def commit_batch(
         tx = table.transaction()
         if new_rows.num_rows == 0:  # offsets only: an empty snapshot, the schema untouched
             new_rows = table.schema().as_arrow().empty_table()
-        schema_changed = evolve_schema(tx, new_rows.schema)
-        try:
-            tx.append(new_rows, snapshot_properties=summary)
-        except ValueError as exc:  # pyiceberg's schema compatibility check
-            raise SchemaEvolutionError(f"{identifier}: rows do not fit the table: {exc}") from exc
+        if staged is not None and new_rows is staged.rows and _still_fits(table, staged):
+            schema_changed = False
+            with tx.update_snapshot(snapshot_properties=summary).fast_append() as append:
+                for data_file in staged.data_files:
+                    append.append_data_file(data_file)
+        else:
+            schema_changed = evolve_schema(tx, new_rows.schema)
+            try:
+                tx.append(new_rows, snapshot_properties=summary)
+            except ValueError as exc:  # pyiceberg's schema compatibility check
+                raise SchemaEvolutionError(
+                    f"{identifier}: rows do not fit the table: {exc}"
+                ) from exc
         tx.set_properties(
             {
                 **(table_properties or {}),
@@ -210,6 +263,15 @@ def commit_batch(
         f"{identifier}: no commit after {max_attempts} attempts "
         f"({conflicts} lost races, {unknown} unknown outcomes)"
     ) from last_error
+
+
+def _still_fits(table: Table, staged: StagedFiles) -> bool:
+    """The table has the schema and partition spec the staged files were written for."""
+    metadata = table.metadata
+    return (
+        metadata.current_schema_id == staged.schema_id
+        and metadata.default_spec_id == staged.spec_id
+    )
 
 
 def _check_batch(
@@ -353,7 +415,9 @@ __all__ = [
     "OFFSETS_PREFIX",
     "CommitOutcome",
     "SchemaEvolutionError",
+    "StagedFiles",
     "commit_batch",
     "committed_offsets",
     "offsets_key",
+    "stage_files",
 ]

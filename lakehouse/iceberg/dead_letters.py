@@ -7,11 +7,12 @@ between then re-reads the batch (bronze offsets did not move) and the dead lette
 committed are skipped.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
@@ -41,20 +42,20 @@ OFFSET_COLUMN = "offset"
 
 
 class MessageColumns(Protocol):
-    """A batch of Kafka messages column by column (e.g. `lakehouse.kafka.reader.RawBatch`)."""
+    """A batch of Kafka messages as Arrow columns (e.g. `lakehouse.kafka.reader.RawBatch`)."""
 
     @property
     def topic(self) -> str: ...
     @property
-    def partitions(self) -> Sequence[int]: ...
+    def partitions(self) -> pa.Array: ...
     @property
-    def offsets(self) -> Sequence[int]: ...
+    def offsets(self) -> pa.Array: ...
     @property
-    def timestamps_ms(self) -> Sequence[int | None]: ...
+    def timestamps_ms(self) -> pa.Array: ...
     @property
-    def keys(self) -> Sequence[bytes | None]: ...
+    def keys(self) -> pa.Array: ...
     @property
-    def values(self) -> Sequence[bytes | None]: ...
+    def values(self) -> pa.Array: ...
 
 
 def dead_letter_rows(
@@ -68,25 +69,28 @@ def dead_letter_rows(
     A failure has `index`, `kind` and `message`, and optionally `schema_id`; a
     `(index, DecodeError)` pair works too.
     """
-    columns: dict[str, list[Any]] = {name: [] for name in DEAD_LETTER_SCHEMA.names}
-    for failure in failures:
-        index, kind, message, schema_id = _unpack(failure)
-        columns["topic"].append(batch.topic)
-        columns["partition"].append(batch.partitions[index])
-        columns["offset"].append(batch.offsets[index])
-        ts = batch.timestamps_ms[index]
-        columns["timestamp"].append(None if ts is None else ts * 1000)
-        columns["key"].append(batch.keys[index])
-        columns["value"].append(batch.values[index])
-        columns["schema_id"].append(schema_id)
-        columns["error_kind"].append(kind)
-        columns["error_message"].append(message)
-        columns["run_id"].append(run_id)
-        columns["ingested_at"].append(ingested_at)
-    return pa.table(
-        {name: pa.array(columns[name], DEAD_LETTER_SCHEMA.field(name).type) for name in columns},
-        schema=DEAD_LETTER_SCHEMA,
-    )
+    unpacked = [_unpack(failure) for failure in failures]
+    where = pa.array([index for index, _, _, _ in unpacked], pa.int64())
+    n = len(unpacked)
+
+    def taken(column: pa.Array, name: str) -> pa.Array:
+        return column.take(where).cast(DEAD_LETTER_SCHEMA.field(name).type)
+
+    timestamps = batch.timestamps_ms.take(where).cast(pa.int64())
+    columns = {
+        "topic": pa.repeat(pa.scalar(batch.topic, pa.string()), n),
+        "partition": taken(batch.partitions, "partition"),
+        "offset": taken(batch.offsets, "offset"),
+        "timestamp": pc.multiply(timestamps, 1000).cast(_TS),
+        "key": taken(batch.keys, "key"),
+        "value": taken(batch.values, "value"),
+        "schema_id": pa.array([schema_id for _, _, _, schema_id in unpacked], pa.int32()),
+        "error_kind": pa.array([kind for _, kind, _, _ in unpacked], pa.string()),
+        "error_message": pa.array([message for _, _, message, _ in unpacked], pa.string()),
+        "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
+        "ingested_at": pa.repeat(pa.scalar(ingested_at, _TS), n),
+    }
+    return pa.table(columns, schema=DEAD_LETTER_SCHEMA)
 
 
 def _unpack(failure: Any) -> tuple[int, str, str, int | None]:

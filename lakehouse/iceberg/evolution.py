@@ -64,7 +64,7 @@ def evolve_schema(target: Transaction | Table, arrow_schema: pa.Schema) -> bool:
             tx.commit_transaction()
         return changed
     before = target.table_metadata.schema()
-    if _fits(before, arrow_schema):  # the common case; update_schema costs ~20 ms
+    if fits_schema(before, arrow_schema):  # the common case; update_schema costs ~20 ms
         return False
     try:
         with target.update_schema() as update:
@@ -96,7 +96,7 @@ def _plain(dtype: pa.DataType) -> pa.DataType:
     return dtype
 
 
-def _fits(schema: Schema, arrow_schema: pa.Schema) -> bool:
+def fits_schema(schema: Schema, arrow_schema: pa.Schema) -> bool:
     """True when every field of `arrow_schema` is already in `schema` with the same type."""
     current = schema.as_arrow()
     for field in arrow_schema:

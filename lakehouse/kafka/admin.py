@@ -85,15 +85,40 @@ def topic_id(settings: Settings, topic: str, timeout: float = 10.0) -> str:
         raise LakehouseError(f"cannot describe topic {topic!r}: {exc}") from exc
 
 
+def watermarks(
+    settings: Settings, topic: str, timeout: float = 10.0
+) -> tuple[dict[int, int], dict[int, int]]:
+    """(earliest, end) offsets of every partition, both asked at once on one connection."""
+    admin = admin_client(settings)
+    partitions = _partitions(admin, topic, timeout)
+    earliest = _list_offsets(admin, topic, partitions, OffsetSpec.earliest(), timeout)
+    end = _list_offsets(admin, topic, partitions, OffsetSpec.latest(), timeout)
+    return _resolve(topic, earliest), _resolve(topic, end)
+
+
 def _offsets(settings: Settings, topic: str, spec: OffsetSpec, timeout: float) -> dict[int, int]:
     admin = admin_client(settings)
+    partitions = _partitions(admin, topic, timeout)
+    return _resolve(topic, _list_offsets(admin, topic, partitions, spec, timeout))
+
+
+def _partitions(admin: AdminClient, topic: str, timeout: float) -> list[int]:
     metadata = _metadata(admin, timeout).get(topic)
     if metadata is None:
         raise LakehouseError(f"topic {topic!r} does not exist")
-    request = {TopicPartition(topic, p): spec for p in metadata.partitions}
-    futures = admin.list_offsets(
+    return list(metadata.partitions)
+
+
+def _list_offsets(
+    admin: AdminClient, topic: str, partitions: list[int], spec: OffsetSpec, timeout: float
+) -> dict[TopicPartition, Any]:
+    request = {TopicPartition(topic, p): spec for p in partitions}
+    return admin.list_offsets(  # type: ignore[no-any-return]
         request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout
     )
+
+
+def _resolve(topic: str, futures: dict[TopicPartition, Any]) -> dict[int, int]:
     try:
         return {tp.partition: future.result().offset for tp, future in futures.items()}
     except KafkaException as exc:

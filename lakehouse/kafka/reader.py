@@ -5,12 +5,15 @@ bounded by the batch limits, never by the backlog.
 """
 
 import contextlib
+import functools
 import gc
+import operator
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+import pyarrow as pa
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from lakehouse.errors import LakehouseError
 from lakehouse.kafka.offsets import PartitionRange
@@ -23,17 +26,52 @@ class KafkaReadError(LakehouseError):
 
 @dataclass
 class RawBatch:
-    """Messages of one batch, column by column, in the order they were read."""
+    """Messages of one batch as Arrow columns, in the order they were read."""
 
     topic: str
+    partitions: pa.Int32Array = field(default_factory=lambda: pa.array([], pa.int32()))
+    offsets: pa.Int64Array = field(default_factory=lambda: pa.array([], pa.int64()))
+    timestamps_ms: pa.Int64Array = field(default_factory=lambda: pa.array([], pa.int64()))
+    keys: pa.LargeBinaryArray = field(default_factory=lambda: pa.array([], pa.large_binary()))
+    values: pa.LargeBinaryArray = field(default_factory=lambda: pa.array([], pa.large_binary()))
+    nbytes: int = 0
+    start_offsets: dict[int, int] = field(default_factory=dict)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @classmethod
+    def of(
+        cls,
+        topic: str,
+        partitions: Sequence[int],
+        offsets: Sequence[int],
+        timestamps_ms: Sequence[int | None],
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes | None],
+    ) -> "RawBatch":
+        """A batch from Python lists (offsets and byte count left for the caller)."""
+        return cls(
+            topic,
+            pa.array(partitions, pa.int32()),
+            pa.array(offsets, pa.int64()),
+            pa.array(timestamps_ms, pa.int64()),
+            pa.array(keys, pa.large_binary()),
+            pa.array(values, pa.large_binary()),
+        )
+
+
+@dataclass
+class _Columns:
+    """A batch being read: Python lists, turned into a RawBatch once complete."""
+
     partitions: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     timestamps_ms: list[int | None] = field(default_factory=list)
     keys: list[bytes | None] = field(default_factory=list)
     values: list[bytes | None] = field(default_factory=list)
     nbytes: int = 0
-    start_offsets: dict[int, int] = field(default_factory=dict)
-    next_offsets: dict[int, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -122,9 +160,9 @@ def _read_one(
     idle_timeout_s: float,
     stop: Callable[[], bool],
 ) -> RawBatch:
-    batch = RawBatch(topic=topic)
+    batch = _Columns()
     open_partitions = {p for p in position if position[p] < end[p]}
-    batch.start_offsets = {p: position[p] for p in open_partitions}
+    start_offsets = {p: position[p] for p in open_partitions}
     last_progress = time.monotonic()
     while open_partitions and len(batch) < max_records and batch.nbytes < max_bytes:
         if stop():
@@ -140,38 +178,112 @@ def _read_one(
                 break  # e.g. an open transaction holds the last stable offset back
             continue
         last_progress = time.monotonic()
-        for message in messages:
-            error = message.error()
-            # Real messages always carry partition and offset (the stubs say Optional).
-            partition: int = message.partition()  # type: ignore[assignment]
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    # The EOF event carries the partition's end: skip markers before it.
-                    if partition in open_partitions:
-                        reached = min(message.offset() or 0, end[partition])
-                        position[partition] = max(position[partition], reached)
-                    _close_if_done(consumer, topic, partition, position, end, open_partitions)
-                    continue
-                raise KafkaReadError(f"reading {topic}[{partition}]: {error}") from KafkaException(
-                    error
-                )
-            offset: int = message.offset()  # type: ignore[assignment]
-            if partition not in open_partitions or offset >= end[partition]:
-                continue  # fetched past the planned end: not ours
-            value = message.value()
-            key = message.key()
-            batch.partitions.append(partition)
-            batch.offsets.append(offset)
-            batch.timestamps_ms.append(message.timestamp()[1])
-            batch.keys.append(key)
-            batch.values.append(value)
-            batch.nbytes += (len(value) if value else 0) + (len(key) if key else 0)
-            position[partition] = offset + 1
-            if position[partition] >= end[partition]:
-                open_partitions.discard(partition)
-                consumer.pause([TopicPartition(topic, partition)])
-    batch.next_offsets = {p: position[p] for p in batch.start_offsets}
-    return batch
+        if not _take_all(consumer, topic, messages, batch, position, end, open_partitions):
+            _take_each(consumer, topic, messages, batch, position, end, open_partitions)
+    raw = RawBatch.of(
+        topic, batch.partitions, batch.offsets, batch.timestamps_ms, batch.keys, batch.values
+    )
+    raw.nbytes = batch.nbytes
+    raw.start_offsets = start_offsets
+    raw.next_offsets = {p: position[p] for p in start_offsets}
+    return raw
+
+
+def _take_all(
+    consumer: Consumer,
+    topic: str,
+    messages: list[Message],
+    batch: _Columns,
+    position: dict[int, int],
+    end: dict[int, int],
+    open_partitions: set[int],
+) -> bool:
+    """Append every message column-wise, or return False (taking none) if any needs a look.
+
+    The usual `consume` result: no error or EOF event, every message inside its open range.
+    Columns are built with C-level `map`s over the messages, not a Python loop per message
+    (1M demo events: about a third of the CPU time of reading).
+    """
+    # By identity: comparing a KafkaError with None raises inside confluent-kafka.
+    if any(map(_IS_NOT_NONE, map(Message.error, messages))):
+        return False
+    # Real messages always carry partition and offset (the stubs say Optional).
+    partitions: list[int] = list(map(Message.partition, messages))  # type: ignore[arg-type]
+    offsets: list[int] = list(map(Message.offset, messages))  # type: ignore[arg-type]
+    # Within one partition offsets ascend, so the last one per partition is its highest.
+    last = dict(zip(partitions, offsets, strict=True))
+    if any(p not in open_partitions or o >= end[p] for p, o in last.items()):
+        return False
+    keys = list(map(Message.key, messages))
+    values = list(map(Message.value, messages))
+    batch.partitions += partitions
+    batch.offsets += offsets
+    batch.timestamps_ms += map(_SECOND, map(Message.timestamp, messages))
+    batch.keys += keys
+    batch.values += values
+    batch.nbytes += sum(map(len, filter(None, values))) + sum(map(len, filter(None, keys)))
+    for partition, offset in last.items():
+        _advance(consumer, topic, partition, offset, position, end, open_partitions)
+    return True
+
+
+_SECOND = operator.itemgetter(1)
+_IS_NOT_NONE = functools.partial(operator.is_not, None)
+
+
+def _take_each(
+    consumer: Consumer,
+    topic: str,
+    messages: list[Message],
+    batch: _Columns,
+    position: dict[int, int],
+    end: dict[int, int],
+    open_partitions: set[int],
+) -> None:
+    """Append the messages one by one: EOF events, errors and offsets past the range."""
+    for message in messages:
+        error = message.error()
+        # Real messages always carry partition and offset (the stubs say Optional).
+        partition: int = message.partition()  # type: ignore[assignment]
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                # The EOF event carries the partition's end: skip markers before it.
+                if partition in open_partitions:
+                    reached = min(message.offset() or 0, end[partition])
+                    position[partition] = max(position[partition], reached)
+                _close_if_done(consumer, topic, partition, position, end, open_partitions)
+                continue
+            raise KafkaReadError(f"reading {topic}[{partition}]: {error}") from KafkaException(
+                error
+            )
+        offset: int = message.offset()  # type: ignore[assignment]
+        if partition not in open_partitions or offset >= end[partition]:
+            continue  # fetched past the planned end: not ours
+        value = message.value()
+        key = message.key()
+        batch.partitions.append(partition)
+        batch.offsets.append(offset)
+        batch.timestamps_ms.append(message.timestamp()[1])
+        batch.keys.append(key)
+        batch.values.append(value)
+        batch.nbytes += (len(value) if value else 0) + (len(key) if key else 0)
+        _advance(consumer, topic, partition, offset, position, end, open_partitions)
+
+
+def _advance(
+    consumer: Consumer,
+    topic: str,
+    partition: int,
+    offset: int,
+    position: dict[int, int],
+    end: dict[int, int],
+    open_partitions: set[int],
+) -> None:
+    """`offset` of `partition` was taken: move past it, pausing the partition at its end."""
+    position[partition] = offset + 1
+    if position[partition] >= end[partition]:
+        open_partitions.discard(partition)
+        consumer.pause([TopicPartition(topic, partition)])
 
 
 def _advance_past_gaps(

@@ -33,7 +33,7 @@ class Failure:
 
 def messages(topic: str, start: int, end: int) -> RawBatch:
     n = end - start
-    return RawBatch(
+    return RawBatch.of(
         topic,
         [0] * n,
         list(range(start, end)),
