@@ -14,14 +14,12 @@ schema. Schemas with logical types this module does not map the way pyiceberg do
 decimal, ...) and codecs other than null and deflate go through pyiceberg's code.
 """
 
-import gc
 import io
 import json
 import os
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import lru_cache
 from types import TracebackType
 from typing import Any
@@ -46,6 +44,8 @@ from pyiceberg.typedef import Record
 from pyiceberg.types import IcebergType, ListType, MapType, StructType
 from pyiceberg.utils.schema_conversion import AvroSchemaConversion
 
+from lakehouse.iceberg.maintenance._gc import no_gc
+
 _INT_LOGICAL_TYPES = frozenset(
     {"date", "time-micros", "timestamp-micros", "timestamp-nanos", "timestamp-millis"}
 )
@@ -62,20 +62,6 @@ _BLOCK_RECORDS = 4096
 """Records per Avro block written (pyiceberg writes one block per record)."""
 
 Convert = Callable[[Any], Any]
-
-
-@contextmanager
-def no_gc() -> Iterator[None]:
-    """The cyclic garbage collector paused: decoding allocates tens of objects per entry,
-    which makes the collector rescan the whole heap (pyiceberg's table metadata included)
-    several times; it halved decoding time here. Nothing allocated in between is cyclic."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class Unsupported(Exception):
@@ -379,14 +365,14 @@ def read_manifests(fileio: FileIO, manifests: list[ManifestFile]) -> list[list[M
         by_schema.setdefault((schema_json, codec), []).append((index, blocks))
     with no_gc():
         for (schema_bytes, codec), files in by_schema.items():
-            schema_json = schema_bytes.decode()
-            _, convert = _entry_reader(schema_json)
+            schema_text = schema_bytes.decode()
+            _, convert = _entry_reader(schema_text)
             for index, blocks in files:
                 entries = []
-                for record, raw in _decode(schema_json, codec, blocks):
+                for record, raw in _decode(schema_text, codec, blocks):
                     entry = convert(record)
                     if raw is not None:
-                        entry.data_file._lakehouse_avro = (schema_json, raw)
+                        entry.data_file._lakehouse_avro = (schema_text, raw)
                     entries.append(_inherit_from_manifest(entry, manifests[index]))
                 results[index] = entries
     return [r if r is not None else [] for r in results]

@@ -1,31 +1,33 @@
 """Read exact data files and write each group of them back as one file.
 
-Writing is pyiceberg's own `write_file` (field ids, column metrics, partition values, file
-naming), given each group's partition directly: a group holds files of one partition of the
-current spec, so the rows need no re-partitioning (pyiceberg's `_determine_partitions`
-would group-by and filter the whole table again to find that one partition). The groups of
-a chunk go to one `write_file` call, which writes them in parallel on pyiceberg's executor
-while the next chunk is read.
+Writing is `DataFileWriter` (pyiceberg's `write_file` with its per-table setup done once:
+field ids, column metrics, file naming), given each group's partition directly: a group
+holds files of one partition of the current spec, so the rows need no re-partitioning
+(pyiceberg's `_determine_partitions` would group-by and filter the whole table again to
+find that one partition). Groups of an older spec go through `_dataframe_to_data_files`.
+Files are written on a pool of threads while the next chunk of groups is read.
 
 Reading has two paths:
 - Polars' Parquet reader over the exact file list of a whole chunk of groups (up to
-  `CHUNK_BYTES` of input), when that cannot differ from pyiceberg's field-id projection:
+  `MAX_CHUNK_BYTES` of input), when that cannot differ from pyiceberg's field-id projection:
   local Parquet files of a table that has only ever had one schema (so every file's column
   names are the current ones), with column types that round-trip exactly through Polars,
   and the chunk's first file carrying the schema's field ids; the result is cast to the
   Arrow schema ArrowScan gives (string/binary widths as that first file stores them) and
   cut into the groups by their files' record counts, checked against the source path of
-  the first and last row of every file. One call over ~4,000 tiny files costs ~0.15 ms a
-  file (both cores), one call per group ~0.25 ms, ArrowScan ~1.5 ms.
+  the first and last row of every file. Chunks are a quarter of the input (4-256 MiB) so
+  that reading overlaps writing. One call over ~1,000 tiny files costs ~0.15-0.2 ms a file
+  (both cores), one call per group ~0.25 ms, ArrowScan ~1.5 ms.
 - pyiceberg's `ArrowScan` (projection by field id onto the current schema) otherwise.
 """
 
 import contextlib
+import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -35,14 +37,12 @@ from pyiceberg.io.pyarrow import (
     ArrowScan,
     PyArrowFileIO,
     _dataframe_to_data_files,
-    pyarrow_to_schema,
     schema_to_pyarrow,
-    write_file,
 )
 from pyiceberg.manifest import DataFile, FileFormat
 from pyiceberg.partitioning import PartitionKey
 from pyiceberg.schema import Schema
-from pyiceberg.table import FileScanTask, Table, TableProperties, WriteTask
+from pyiceberg.table import FileScanTask, Table, TableProperties
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.typedef import Record
 from pyiceberg.types import (
@@ -61,6 +61,7 @@ from pyiceberg.types import (
 
 from lakehouse.errors import LakehouseError
 from lakehouse.iceberg.maintenance._files import delete_all
+from lakehouse.iceberg.maintenance._writer import DataFileWriter
 from lakehouse.iceberg.maintenance.planning import FileGroup
 
 _ONE_FILE = str(2**62)
@@ -94,64 +95,105 @@ class _KnownPartition(PartitionKey):
         return self.record
 
 
-CHUNK_BYTES = 256 * 1024 * 1024
+MAX_CHUNK_BYTES = 256 * 1024 * 1024
 """Input bytes (compressed, as in the manifests) read by one Polars call at most."""
+MIN_CHUNK_BYTES = 4 * 1024 * 1024
+"""Below this a Polars call spends more on its own setup than it saves by overlapping."""
 
 _PATH_COLUMN = "__lakehouse_source_path"
 
 
 def rewrite_groups(table: Table, groups: Sequence[FileGroup]) -> list[list[DataFile]]:
     """Each group's rows, written as new data files in the table's current spec (in the
-    order of `groups`). On any failure every file written is deleted and the error raised."""
+    order of `groups`). Chunks of groups are read one after the other while the previous
+    chunk's files are written on a pool of threads (Parquet encoding releases the GIL).
+    On any failure every file written is deleted and the error raised."""
     metadata = table.metadata
-    results: list[list[DataFile] | None] = [None] * len(groups)
-    pending: list[tuple[list[int], list[pa.Table], list[Iterator[DataFile]]]] = []
-    try:
-        slow: list[int] = []
-        for chunk, polars_ok in _chunks(table, metadata, groups):
-            tables = _read_chunk(metadata, [groups[i] for i in chunk]) if polars_ok else None
-            if tables is None:
-                slow.extend(chunk)
-                continue
-            pending.append((chunk, tables, _write(table, metadata, groups, chunk, tables)))
-        for index in slow:
-            rows = _read_with_arrowscan(table, metadata, groups[index])
-            pending.append(([index], [rows], _write(table, metadata, groups, [index], [rows])))
-        for chunk, tables, writes in pending:
-            _collect(groups, chunk, tables, writes, results)
-    except BaseException:
-        delete_all(table.io, [f.file_path for files in results if files for f in files])
-        for _, _, writes in pending:  # the writes not collected yet: wait, then delete
-            for files in writes:
-                with contextlib.suppress(Exception):
-                    delete_all(table.io, [f.file_path for f in files])
-        raise
-    return [files or [] for files in results]
+    writer = DataFileWriter(table.io, metadata) if DataFileWriter.applies(metadata) else None
+    futures: list[Future[list[DataFile]]] = []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        try:
+            by_index: dict[int, Future[list[DataFile]]] = {}
+            slow: list[int] = []
+            for chunk, polars_ok in _chunks(table, metadata, groups, _chunk_bytes(groups)):
+                tables = _read_chunk(metadata, [groups[i] for i in chunk]) if polars_ok else None
+                if tables is None:
+                    slow.extend(chunk)
+                    continue
+                for index, rows in zip(chunk, tables, strict=True):
+                    by_index[index] = _submit(pool, writer, table, groups[index], rows)
+            for index in slow:
+                rows = _read_with_arrowscan(table, metadata, groups[index])
+                by_index[index] = _submit(pool, writer, table, groups[index], rows)
+            futures = [by_index[i] for i in range(len(groups))]
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures or list(by_index.values()):
+                with contextlib.suppress(BaseException):
+                    delete_all(table.io, [f.file_path for f in future.result()])
+            raise
 
 
-def _collect(
-    groups: Sequence[FileGroup],
-    chunk: list[int],
-    tables: list[pa.Table],
-    writes: list[Iterator[DataFile]],
-    results: list[list[DataFile] | None],
-) -> None:
-    """Wait for a chunk's writes; check each group's row counts."""
-    for index, rows, files in zip(chunk, tables, writes, strict=True):
-        group = groups[index]
-        written = results[index] = list(files)
-        if sum(f.record_count for f in written) != group.rows or rows.num_rows != group.rows:
-            raise LakehouseError(
-                f"compaction read {rows.num_rows} rows and wrote "
-                f"{sum(f.record_count for f in written)} for {group.rows} planned "
-                f"(partition {group.partition_path!r}); nothing committed"
-            )
+def _chunk_bytes(groups: Sequence[FileGroup]) -> int:
+    """A quarter of the input (so reading overlaps writing), within the bounds."""
+    total = sum(g.bytes for g in groups)
+    return max(MIN_CHUNK_BYTES, min(MAX_CHUNK_BYTES, total // 4))
+
+
+def _submit(
+    pool: ThreadPoolExecutor,
+    writer: DataFileWriter | None,
+    table: Table,
+    group: FileGroup,
+    rows: pa.Table,
+) -> Future[list[DataFile]]:
+    metadata = table.metadata
+    if writer is None or group.spec_id != metadata.default_spec_id or rows.num_rows == 0:
+        return pool.submit(_checked, table, group, rows, lambda: _repartitioned(table, rows))
+    spec = metadata.spec()
+    key = (
+        None
+        if spec.is_unpartitioned()
+        else _KnownPartition(
+            field_values=[], partition_spec=spec, schema=metadata.schema(), record=group.partition
+        )
+    )
+    writer.prepare(rows.schema)
+    return pool.submit(_checked, table, group, rows, lambda: [writer.write(rows, key)])
+
+
+def _checked(
+    table: Table, group: FileGroup, rows: pa.Table, write: Callable[[], list[DataFile]]
+) -> list[DataFile]:
+    """`write()`'s files, deleted again and an error raised if the row counts differ."""
+    written = write()
+    if sum(f.record_count for f in written) != group.rows or rows.num_rows != group.rows:
+        delete_all(table.io, [f.file_path for f in written])
+        raise LakehouseError(
+            f"compaction read {rows.num_rows} rows and wrote "
+            f"{sum(f.record_count for f in written)} for {group.rows} planned "
+            f"(partition {group.partition_path!r}); nothing committed"
+        )
+    return written
+
+
+def _repartitioned(table: Table, rows: pa.Table) -> list[DataFile]:
+    """Rows of files of an older spec, written partitioned under the current one (or a
+    table whose write format is not Parquet) through pyiceberg's `_dataframe_to_data_files`."""
+    metadata = table.metadata
+    properties = {**metadata.properties, TableProperties.WRITE_TARGET_FILE_SIZE_BYTES: _ONE_FILE}
+    writer_metadata = metadata.model_copy(update={"properties": properties})
+    return list(
+        _dataframe_to_data_files(
+            table_metadata=writer_metadata, df=rows, io=table.io, write_uuid=uuid.uuid4()
+        )
+    )
 
 
 def _chunks(
-    table: Table, metadata: TableMetadata, groups: Sequence[FileGroup]
+    table: Table, metadata: TableMetadata, groups: Sequence[FileGroup], chunk_bytes: int
 ) -> Iterator[tuple[list[int], bool]]:
-    """Indexes of groups Polars may read together (up to `CHUNK_BYTES`), with True; and of
+    """Indexes of groups Polars may read together (up to `chunk_bytes`), with True; and of
     the groups Polars cannot read exactly, one at a time, with False."""
     chunk: list[int] = []
     size = 0
@@ -159,7 +201,7 @@ def _chunks(
         if not _polars_ok(table, metadata, group):
             yield [index], False
             continue
-        if chunk and size + group.bytes > CHUNK_BYTES:
+        if chunk and size + group.bytes > chunk_bytes:
             yield chunk, True
             chunk, size = [], 0
         chunk.append(index)
@@ -274,56 +316,3 @@ def _arrow_schema(schema: Schema, sample: str) -> pa.Schema | None:
             field = field.with_type(found.type)
         fields.append(field)
     return pa.schema(fields)
-
-
-def _write(
-    table: Table,
-    metadata: TableMetadata,
-    groups: Sequence[FileGroup],
-    chunk: list[int],
-    tables: list[pa.Table],
-) -> list[Iterator[DataFile]]:
-    """Start writing the chunk's groups on pyiceberg's executor: one iterator per group over
-    its new file (several for a group of an older spec, re-partitioned under the current
-    one; those are written right away)."""
-    properties = {**metadata.properties, TableProperties.WRITE_TARGET_FILE_SIZE_BYTES: _ONE_FILE}
-    writer_metadata = metadata.model_copy(update={"properties": properties})
-    spec = metadata.spec()
-    schema: Schema = metadata.schema()
-    out: list[Iterator[DataFile]] = []
-    file_schemas: dict[pa.Schema, Schema] = {}  # the same for every group of a Polars chunk
-    for index, rows in zip(chunk, tables, strict=True):
-        group = groups[index]
-        if group.spec_id != metadata.default_spec_id or rows.num_rows == 0:
-            files = _dataframe_to_data_files(
-                table_metadata=writer_metadata, df=rows, io=table.io, write_uuid=uuid.uuid4()
-            )
-            out.append(iter(list(files)))
-            continue
-        task = WriteTask(
-            write_uuid=uuid.uuid4(),
-            task_id=0,
-            schema=_file_schema(file_schemas, rows.schema, schema, metadata.format_version),
-            record_batches=rows.to_batches(),
-            partition_key=(
-                None
-                if spec.is_unpartitioned()
-                else _KnownPartition(
-                    field_values=[], partition_spec=spec, schema=schema, record=group.partition
-                )
-            ),
-        )
-        out.append(write_file(table.io, writer_metadata, iter([task])))
-    return out
-
-
-def _file_schema(
-    cache: dict[pa.Schema, Schema], arrow: pa.Schema, schema: Schema, format_version: Any
-) -> Schema:
-    """pyiceberg's `pyarrow_to_schema` (~3 ms) once per distinct Arrow schema."""
-    found = cache.get(arrow)
-    if found is None:
-        found = cache[arrow] = pyarrow_to_schema(
-            arrow, name_mapping=schema.name_mapping, format_version=format_version
-        )
-    return found

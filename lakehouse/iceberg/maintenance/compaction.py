@@ -14,6 +14,7 @@ from pyiceberg.table import Table
 
 from lakehouse.errors import CommitConflictError, LakehouseError
 from lakehouse.iceberg.maintenance._files import delete_all
+from lakehouse.iceberg.maintenance._gc import no_gc
 from lakehouse.iceberg.maintenance._manifests import ManifestEntries
 from lakehouse.iceberg.maintenance._producer import ReplaceFiles
 from lakehouse.iceberg.maintenance._rewrite import rewrite_groups
@@ -135,6 +136,28 @@ def compact(
     Manifests are merged when the snapshot has at least `min_manifests_to_merge`.
     Table properties (the ingest offsets) are never touched.
     """
+    with no_gc():
+        return _compact(
+            table_or_loader,
+            target_file_size_bytes=target_file_size_bytes,
+            min_input_files=min_input_files,
+            partition_filter=partition_filter,
+            max_attempts=max_attempts,
+            small_file_ratio=small_file_ratio,
+            min_manifests_to_merge=min_manifests_to_merge,
+        )
+
+
+def _compact(
+    table_or_loader: TableOrLoader,
+    *,
+    target_file_size_bytes: int,
+    min_input_files: int,
+    partition_filter: BooleanExpression | None,
+    max_attempts: int,
+    small_file_ratio: float,
+    min_manifests_to_merge: int,
+) -> CompactionReport:
     started = time.monotonic()
     table = load(table_or_loader)
     entries = ManifestEntries(table.io)
