@@ -6,6 +6,7 @@ overlapping run or retry after a crash neither loses nor duplicates an event.
 
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +29,7 @@ from lakehouse.iceberg.commit import (
     topic_id_key,
 )
 from lakehouse.iceberg.dead_letters import commit_dead_letters, dead_letter_rows
-from lakehouse.kafka.admin import topic_id, watermarks
+from lakehouse.kafka.admin import topic_id, topic_state
 from lakehouse.kafka.offsets import PartitionRange, plan_ranges, total_lag
 from lakehouse.kafka.reader import RawBatch, consumer_config, read_batches
 from lakehouse.kafka.reader_process import ReaderProcess
@@ -119,22 +120,28 @@ def with_kafka_columns(
 
 def plan(settings: Settings, spec: StreamSpec, catalog: Any | None = None) -> list[PartitionRange]:
     """The ranges a run started now would ingest (no message bodies are read)."""
+    return _plan(settings, spec, catalog)[0]
+
+
+def _plan(
+    settings: Settings, spec: StreamSpec, catalog: Any | None
+) -> tuple[list[PartitionRange], str]:
+    """The ranges and the topic's Kafka id; the table and Kafka are asked at the same time."""
     catalog = catalog if catalog is not None else load_catalog(settings)
-    table = table_or_none(catalog, spec.table)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        asked = pool.submit(topic_state, settings, spec.topic)
+        table = table_or_none(catalog, spec.table)
+        state = asked.result()
     committed = committed_offsets(table, spec.topic) if table is not None else {}
     if table is not None:
-        _refuse_recreated_topic(settings, spec, table)
-    low, high = watermarks(settings, spec.topic)
-    return plan_ranges(spec.topic, committed, low, high)
+        _refuse_recreated_topic(spec, table, state.topic_id)
+    return plan_ranges(spec.topic, committed, state.earliest, state.end), state.topic_id
 
 
-def _refuse_recreated_topic(settings: Settings, spec: StreamSpec, table: Any) -> None:
+def _refuse_recreated_topic(spec: StreamSpec, table: Any, current: str) -> None:
     """The table's offsets belong to one incarnation of the topic; a new one must not reuse them."""
     recorded = committed_topic_id(table, spec.topic)
-    if recorded is None:
-        return
-    current = topic_id(settings, spec.topic)
-    if current != recorded:
+    if recorded is not None and current != recorded:
         raise OffsetGapError(
             f"{spec.topic}: the topic was deleted and recreated (Kafka topic id {current}, but "
             f"{spec.table} holds offsets of topic id {recorded}). Its offsets would point into "
@@ -184,18 +191,12 @@ def ingest(
             ranges = [
                 PartitionRange(p, s, e) for p, (s, e) in sorted(explicit_ranges.items()) if e > s
             ]
+            kafka_topic_id = topic_id(settings, spec.topic)
         else:
-            ranges = plan(settings, spec, catalog)
+            ranges, kafka_topic_id = _plan(settings, spec, catalog)
         log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
         run = _Run(
-            settings,
-            catalog,
-            schemas,
-            spec,
-            run_id,
-            dead_letter_table,
-            topic_id(settings, spec.topic),
-            report,
+            settings, catalog, schemas, spec, run_id, dead_letter_table, kafka_topic_id, report
         )
         consumer = Consumer(consumer_config(settings))
         try:
@@ -228,41 +229,38 @@ def _run_stages(
     ranges: list[PartitionRange],
     log: Callable[[str], None],
 ) -> None:
-    """Read, decode, write files and commit, one thread per stage, batches in order.
+    """Read; decode and write the data files; commit: one thread each, batches in order.
 
-    While batch N commits, N+1's files are written, N+2 decoded and N+3 read: the commit,
-    the only step that must run one batch at a time, holds no Parquet encoding
-    (lakehouse/pipeline.py). A failure stops every stage and is raised here.
+    While batch N commits, N+1 is decoded and its files written, and N+2 read (by the
+    reader process, if any). The commit, the only step that must run one batch at a time,
+    holds no Parquet encoding (lakehouse/pipeline.py). Decoding and writing share a thread:
+    as two they fought over the GIL more than they overlapped. A failure stops every stage
+    and is raised here.
     """
     spec = run.spec
     with (
         Background("lakehouse-commit") as committer,
-        Background("lakehouse-write") as writer,
         Background("lakehouse-decode") as decoder,
     ):
 
-        def decode(raw: RawBatch) -> None:
+        def decode_and_write(raw: RawBatch) -> None:
             ingested_at = datetime.now(UTC)
             decoded = decode_values(raw.values, run.schemas)
             rows = with_kafka_columns(decoded.table, raw, decoded.row_index, ingested_at)
-            writer.submit(write, _Batch(raw, decoded, rows, ingested_at))
-
-        def write(batch: _Batch) -> None:
-            if not run.table_exists and batch.rows.num_rows:
-                ensure_table(run.catalog, spec.table, batch.rows.schema, spec.partition_by)
+            batch = _Batch(raw, decoded, rows, ingested_at)
+            if not run.table_exists and rows.num_rows:
+                ensure_table(run.catalog, spec.table, rows.schema, spec.partition_by)
                 run.table_exists = True
-            batch.staged = stage_files(run.catalog, spec.table, batch.rows)
+            batch.staged = stage_files(run.catalog, spec.table, rows)
             committer.submit(_commit_batch, run, consumer, batch, log)
 
-        stages = (decoder, writer, committer)
-
         def stop() -> bool:
-            return any(stage.failed.is_set() for stage in stages)
+            return decoder.failed.is_set() or committer.failed.is_set()
 
         for raw in _batches(run, consumer, reader, ranges, stop):
-            decoder.submit(decode, raw)
-        for stage in stages:
-            stage.wait()
+            decoder.submit(decode_and_write, raw)
+        decoder.wait()
+        committer.wait()
 
 
 def _batches(

@@ -37,6 +37,7 @@ from lakehouse.errors import (
 )
 from lakehouse.iceberg.catalog import NO_AUTO_RETRY, retry_locked
 from lakehouse.iceberg.evolution import evolve_schema, fits_schema, normalize_rows
+from lakehouse.iceberg.maintenance._transaction import ViewTransaction
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ def commit_batch(
             TOPIC_SUMMARY_KEY: topic,
             RANGE_SUMMARY_KEY: _dump_ranges(before, after, start_offsets),
         }
-        tx = table.transaction()
+        tx = ViewTransaction(table)
         if new_rows.num_rows == 0:  # offsets only: an empty snapshot, the schema untouched
             new_rows = table.schema().as_arrow().empty_table()
         if staged is not None and new_rows is staged.rows and _still_fits(table, staged):

@@ -4,6 +4,7 @@ Kafka failures are re-raised as `LakehouseError` with the topic named.
 """
 
 import time
+from dataclasses import dataclass
 from typing import Any, cast
 
 from confluent_kafka import (
@@ -85,15 +86,27 @@ def topic_id(settings: Settings, topic: str, timeout: float = 10.0) -> str:
         raise LakehouseError(f"cannot describe topic {topic!r}: {exc}") from exc
 
 
-def watermarks(
-    settings: Settings, topic: str, timeout: float = 10.0
-) -> tuple[dict[int, int], dict[int, int]]:
-    """(earliest, end) offsets of every partition, both asked at once on one connection."""
+@dataclass(frozen=True)
+class TopicState:
+    """What planning needs from Kafka: the topic's id and its earliest and end offsets."""
+
+    topic_id: str
+    earliest: dict[int, int]
+    end: dict[int, int]
+
+
+def topic_state(settings: Settings, topic: str, timeout: float = 10.0) -> TopicState:
+    """The topic's id and watermarks, asked all at once on one connection."""
     admin = admin_client(settings)
+    described = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic]
     partitions = _partitions(admin, topic, timeout)
     earliest = _list_offsets(admin, topic, partitions, OffsetSpec.earliest(), timeout)
     end = _list_offsets(admin, topic, partitions, OffsetSpec.latest(), timeout)
-    return _resolve(topic, earliest), _resolve(topic, end)
+    try:
+        topic_id = str(described.result().topic_id)
+    except KafkaException as exc:
+        raise LakehouseError(f"cannot describe topic {topic!r}: {exc}") from exc
+    return TopicState(topic_id, _resolve(topic, earliest), _resolve(topic, end))
 
 
 def _offsets(settings: Settings, topic: str, spec: OffsetSpec, timeout: float) -> dict[int, int]:

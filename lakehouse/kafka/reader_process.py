@@ -76,6 +76,11 @@ class ReaderProcess:
                 return
             yield batch
 
+    @property
+    def returncode(self) -> int | None:
+        """The child's exit status once it has ended, None while it runs."""
+        return self._child.poll()
+
     def close(self) -> None:
         """Stop the child (if still running) and reap it."""
         child = self._child

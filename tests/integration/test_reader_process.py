@@ -1,0 +1,84 @@
+"""The reader child process against the real broker: same batches as reading in process,
+errors reach the parent, and the child never outlives its reader."""
+
+import uuid
+
+import pyarrow as pa
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from lakehouse.kafka.admin import ensure_topic, topic_state
+from lakehouse.kafka.offsets import PartitionRange, plan_ranges
+from lakehouse.kafka.reader import KafkaReadError, RawBatch, consumer_config, read_batches
+from lakehouse.kafka.reader_process import ReaderProcess
+from lakehouse.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _topic_with_messages(settings: Settings, count: int) -> tuple[str, list[PartitionRange]]:
+    """A 3-partition topic holding `count` messages, some keyless, some tombstones."""
+    topic = f"reader-{uuid.uuid4().hex[:8]}"
+    ensure_topic(settings, topic, partitions=3)
+    producer = Producer(settings.kafka_client_config(acks="all", **{"linger.ms": 5}))  # type: ignore[arg-type]
+    for i in range(count):
+        key = None if i % 7 == 0 else f"k{i}".encode()
+        value = None if i % 11 == 0 else f"value-{i}-é".encode() * (1 + i % 5)
+        producer.produce(topic, key=key, value=value, partition=i % 3)
+    assert producer.flush(30) == 0
+    state = topic_state(settings, topic)
+    return topic, plan_ranges(topic, {}, state.earliest, state.end)
+
+
+def _as_rows(batches: list[RawBatch]) -> list[tuple[object, ...]]:
+    rows = []
+    for b in batches:
+        columns = (b.partitions, b.offsets, b.timestamps_ms, b.keys, b.values)
+        rows += list(zip(*(c.to_pylist() for c in columns), strict=True))
+    return rows
+
+
+def test_child_reads_what_the_in_process_reader_reads(stack: Settings) -> None:
+    topic, ranges = _topic_with_messages(stack, 2_500)
+    consumer = Consumer(consumer_config(stack))
+    try:
+        here = list(read_batches(consumer, topic, ranges, max_records=700, max_bytes=1 << 20))
+    finally:
+        consumer.close()
+    with ReaderProcess(consumer_config(stack)) as reader:
+        there = list(reader.batches(topic, ranges, max_records=700, max_bytes=1 << 20))
+
+    assert len(here) == len(there) == 4  # 2,500 messages at most 700 per batch
+    assert _as_rows(there) == _as_rows(here)
+    assert len(_as_rows(there)) == 2_500
+    for a, b in zip(here, there, strict=True):
+        assert (b.start_offsets, b.next_offsets, b.nbytes) == (
+            a.start_offsets,
+            a.next_offsets,
+            a.nbytes,
+        )
+        assert b.values.type == pa.large_binary() and b.partitions.type == pa.int32()
+    reached: dict[int, int] = {}
+    for b in there:
+        reached.update(b.next_offsets)
+    assert reached == {r.partition: r.end for r in ranges}
+
+
+def test_a_read_error_reaches_the_parent_as_kafka_read_error(stack: Settings) -> None:
+    topic, ranges = _topic_with_messages(stack, 30)
+    beyond = [PartitionRange(r.partition, r.end + 1_000, r.end + 2_000) for r in ranges]
+    with (
+        ReaderProcess(consumer_config(stack)) as reader,
+        pytest.raises(KafkaReadError, match=topic),
+    ):
+        list(reader.batches(topic, beyond, max_records=100, max_bytes=1 << 20))
+
+
+def test_the_child_ends_when_the_parent_stops_early(stack: Settings) -> None:
+    topic, ranges = _topic_with_messages(stack, 900)
+    reader = ReaderProcess(consumer_config(stack))
+    batches = reader.batches(topic, ranges, max_records=100, max_bytes=1 << 20)
+    first = next(batches)
+    assert len(first) == 100
+    reader.close()
+    assert reader.returncode is not None
