@@ -162,6 +162,7 @@ class _Run:
     topic_id: str
     report: IngestReport
     table_exists: bool = False  # known once: not loaded again for every batch
+    latest: Any = None  # the table as the run's last commit left it (reloaded when stale)
 
 
 def ingest(
@@ -251,7 +252,7 @@ def _run_stages(
             if not run.table_exists and rows.num_rows:
                 ensure_table(run.catalog, spec.table, rows.schema, spec.partition_by)
                 run.table_exists = True
-            batch.staged = stage_files(run.catalog, spec.table, rows)
+            batch.staged = stage_files(run.catalog, spec.table, rows, run.latest)
             committer.submit(_commit_batch, run, consumer, batch, log)
 
         def stop() -> bool:
@@ -312,7 +313,9 @@ def _ingest_batch(run: _Run, batch: _Batch) -> None:
         snapshot_properties={"lakehouse.run-id": run.run_id},
         table_properties={topic_id_key(run.spec.topic): run.topic_id},
         staged=batch.staged,
+        table=run.latest,
     )
+    run.latest = outcome.latest
     report = run.report
     report.batches += 1
     report.records_written += outcome.rows_written

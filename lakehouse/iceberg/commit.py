@@ -70,6 +70,9 @@ class CommitOutcome:
     seconds: float = 0.0
     schema_changed: bool = False
     notes: tuple[str, ...] = field(default=())
+    latest: Table | None = field(default=None, repr=False, compare=False)
+    """The table as this commit left it, for the next `commit_batch(table=...)`; None when
+    nothing was committed."""
 
     @property
     def already_committed(self) -> bool:
@@ -121,20 +124,25 @@ class StagedFiles:
     spec_id: int
 
 
-def stage_files(catalog: Catalog, identifier: str, rows: pa.Table) -> StagedFiles | None:
+def stage_files(
+    catalog: Catalog, identifier: str, rows: pa.Table, table: Table | None = None
+) -> StagedFiles | None:
     """Write `rows` as data files of the table's current schema and spec, uncommitted.
 
-    None (nothing written) when there is nothing to write or the rows need what only the
-    commit can do: a missing table, a schema change, a merging append. Files of a batch
-    never committed are orphans, which orphan-file removal deletes.
+    `table`, if given, is used as it is (e.g. `CommitOutcome.latest`): files written for a
+    schema or spec that changed since are not committed, the rows are written again. None
+    (nothing written) when there is nothing to write or the rows need what only the commit
+    can do: a missing table, a schema change, a merging append. Files of a batch never
+    committed are orphans, which orphan-file removal deletes.
     """
     rows = normalize_rows(rows)
     if rows.num_rows == 0:
         return None
-    try:
-        table = catalog.load_table(identifier)
-    except NoSuchTableError:
-        return None
+    if table is None:
+        try:
+            table = catalog.load_table(identifier)
+        except NoSuchTableError:
+            return None
     if table.properties.get(MANIFEST_MERGE_PROPERTY, "false").lower() == "true":
         return None
     if not fits_schema(table.schema(), rows.schema):
@@ -159,6 +167,7 @@ def commit_batch(
     max_attempts: int = 12,
     lock_budget_seconds: float = 60.0,
     staged: StagedFiles | None = None,
+    table: Table | None = None,
 ) -> CommitOutcome:
     """Append the rows of offsets [start, next) per partition with the offsets, exactly once.
 
@@ -168,7 +177,9 @@ def commit_batch(
     outcome with `snapshot_id=None` when the table already held everything.
     `table_properties` (e.g. the Kafka topic id) are set in the same transaction.
     `staged` (from `stage_files` on these rows) is committed instead of writing the rows
-    again whenever the table still fits it.
+    again whenever the table still fits it. `table` (the previous outcome's `latest`) is
+    tried first instead of loading the table; if another commit came in between, the
+    catalog refuses ours and the table is loaded as usual.
     Raises CommitConflictError after `max_attempts` lost races, SchemaEvolutionError when
     the rows change the schema in a way Iceberg cannot take (nothing committed).
     """
@@ -179,16 +190,21 @@ def commit_batch(
     conflicts = 0
     unknown = 0
     last_error: Exception | None = None
+    cached = table
     for attempt in range(1, max_attempts + 1):
-        table = _load(catalog, identifier, lock_budget_seconds)
+        table = cached if cached is not None else _load(catalog, identifier, lock_budget_seconds)
         before = committed_offsets(table, topic)
+        nothing_new = all(n <= before.get(p, start_offsets[p]) for p, n in next_offsets.items())
+        if cached is not None and (nothing_new or _gap(start_offsets, before)):
+            cached = None  # decided on a freshly loaded table only
+            continue
         _check_gap(identifier, topic, start_offsets, before)
         after = dict(before)
         for p, nxt in next_offsets.items():
             after[p] = max(before.get(p, nxt), nxt)
         new_rows = _trim(rows, before, partition_column, offset_column)
         skipped = rows.num_rows - new_rows.num_rows
-        if all(n <= before.get(p, start_offsets[p]) for p, n in next_offsets.items()):
+        if nothing_new:
             return CommitOutcome(
                 table=identifier,
                 topic=topic,
@@ -231,14 +247,19 @@ def commit_batch(
             }
         )
         snapshot: Snapshot | None
+        latest: Table | None = None
         try:
-            snapshot = _snapshot_with(tx.commit_transaction(), commit_id)
+            latest = tx.commit_transaction()
+            snapshot = _snapshot_with(latest, commit_id)
         except (CommitFailedException, ValidationException) as exc:
             conflicts += 1
             log.info("%s: commit lost a race (attempt %d): %s", identifier, attempt, exc)
-            _backoff(attempt)
+            if cached is None:
+                _backoff(attempt)
+            cached = None  # stale: load the table from now on
             continue
         except Exception as exc:  # outcome unknown: look before retrying, never blindly
+            cached = None
             unknown += 1
             last_error = exc
             log.warning("%s: commit outcome unknown (attempt %d): %r", identifier, attempt, exc)
@@ -259,6 +280,7 @@ def commit_batch(
             commit_id,
             time.monotonic() - started,
             schema_changed,
+            latest,
         )
     raise CommitConflictError(
         f"{identifier}: no commit after {max_attempts} attempts "
@@ -306,10 +328,15 @@ def _check_batch(
             raise ValueError(f"partition {p}: rows with offsets {lo}..{hi} outside the batch range")
 
 
+def _gap(start: Mapping[int, int], committed: Mapping[int, int]) -> dict[int, tuple[int, int]]:
+    """{partition: (committed, batch start)} where the batch would start past the table."""
+    return {p: (committed[p], s) for p, s in start.items() if p in committed and s > committed[p]}
+
+
 def _check_gap(
     identifier: str, topic: str, start: Mapping[int, int], committed: Mapping[int, int]
 ) -> None:
-    gaps = {p: (committed[p], s) for p, s in start.items() if p in committed and s > committed[p]}
+    gaps = _gap(start, committed)
     if gaps:
         detail = ", ".join(f"[{p}] committed {c}, batch starts {s}" for p, (c, s) in gaps.items())
         raise OffsetGapError(f"{identifier} {topic}: batch would leave a gap: {detail}")
@@ -390,6 +417,7 @@ def _outcome(
     commit_id: str,
     seconds: float,
     schema_changed: bool,
+    latest: Table | None,
 ) -> CommitOutcome:
     summary = snapshot.summary if snapshot is not None and snapshot.summary else None
     return CommitOutcome(
@@ -407,6 +435,7 @@ def _outcome(
         commit_id=commit_id,
         seconds=seconds,
         schema_changed=schema_changed,
+        latest=latest,
     )
 
 

@@ -7,15 +7,18 @@ import pyarrow as pa
 import pytest
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
 
 from lakehouse.errors import OffsetGapError, SchemaEvolutionError
 from lakehouse.iceberg.catalog import ensure_table
 from lakehouse.iceberg.commit import (
     COMMIT_ID,
     LAST_COMMIT_ID,
+    CommitOutcome,
     commit_batch,
     committed_offsets,
     offsets_key,
+    stage_files,
 )
 
 TABLE = "bronze.clicks"
@@ -190,3 +193,96 @@ def test_fresh_reader_sees_everything(catalog: SqlCatalog, tmp_path: Path) -> No
     table = reader.load_table(TABLE)
     assert committed_offsets(table, TOPIC) == {0: 6}
     assert table.scan().to_arrow().num_rows == 6
+
+
+def staged_commit(
+    catalog: Catalog,
+    ranges: dict[int, tuple[int, int]],
+    data: pa.Table | None = None,
+    table: Table | None = None,
+) -> CommitOutcome:
+    data = rows(ranges) if data is None else data
+    staged = stage_files(catalog, TABLE, data, table)
+    assert staged is not None
+    return commit_batch(
+        catalog,
+        TABLE,
+        TOPIC,
+        data,
+        {p: s for p, (s, _) in ranges.items()},
+        {p: e for p, (_, e) in ranges.items()},
+        staged=staged,
+        table=table,
+    )
+
+
+def data_file_paths(catalog: Catalog) -> set[str]:
+    return {task.file.file_path for task in catalog.load_table(TABLE).scan().plan_files()}
+
+
+def test_staged_files_are_committed_as_written(catalog: SqlCatalog) -> None:
+    data = rows({0: (0, 5)})
+    staged = stage_files(catalog, TABLE, data)
+    assert staged is not None and staged.data_files
+    outcome = commit_batch(catalog, TABLE, TOPIC, data, {0: 0}, {0: 5}, staged=staged)
+    assert outcome.rows_written == 5
+    assert data_file_paths(catalog) == {f.file_path for f in staged.data_files}
+    assert ids(catalog) == [f"0-{o}" for o in range(5)]
+
+
+def test_staged_files_of_trimmed_rows_are_not_committed(catalog: SqlCatalog) -> None:
+    commit(catalog, {0: (0, 3)})  # another writer got offsets 0..2 in first
+    data = rows({0: (0, 6)})
+    staged = stage_files(catalog, TABLE, data)
+    assert staged is not None
+    outcome = commit_batch(catalog, TABLE, TOPIC, data, {0: 0}, {0: 6}, staged=staged)
+    assert outcome.rows_written == 3 and outcome.rows_skipped == 3
+    assert not data_file_paths(catalog) & {f.file_path for f in staged.data_files}
+    assert ids(catalog) == sorted(f"0-{o}" for o in range(6))
+
+
+def test_staged_files_of_an_older_schema_are_written_again(catalog: SqlCatalog) -> None:
+    data = rows({0: (0, 2)})
+    staged = stage_files(catalog, TABLE, data)
+    assert staged is not None
+    commit(catalog, {1: (0, 1)}, rows({1: (0, 1)}, note=["new column"]))  # schema changes
+    outcome = commit_batch(catalog, TABLE, TOPIC, data, {0: 0}, {0: 2}, staged=staged)
+    assert outcome.rows_written == 2
+    assert not data_file_paths(catalog) & {f.file_path for f in staged.data_files}
+    assert ids(catalog) == ["0-0", "0-1", "1-0"]
+
+
+def test_rows_needing_a_new_column_are_not_staged(catalog: SqlCatalog) -> None:
+    assert stage_files(catalog, TABLE, rows({0: (0, 2)}, note=["a", "b"])) is None
+    assert stage_files(catalog, TABLE, rows({0: (0, 0)})) is None  # nothing to write
+
+
+def test_a_stale_table_is_reloaded_and_nothing_is_lost(catalog: SqlCatalog) -> None:
+    first = staged_commit(catalog, {0: (0, 3)})
+    assert first.latest is not None
+    commit(catalog, {1: (0, 4)})  # another writer commits after ours: `latest` is stale now
+    second = staged_commit(catalog, {0: (3, 6)}, table=first.latest)
+    assert second.rows_written == 3 and second.conflicts == 1
+    assert committed_offsets(catalog.load_table(TABLE), TOPIC) == {0: 6, 1: 4}
+    assert ids(catalog) == sorted([f"0-{o}" for o in range(6)] + [f"1-{o}" for o in range(4)])
+
+
+def test_a_stale_table_never_decides_a_batch_is_already_in(catalog: SqlCatalog) -> None:
+    first = commit(catalog, {0: (0, 3)})
+    stale = first.latest
+    commit(catalog, {0: (3, 6)})
+    # The stale view has 0..2 only; a batch 3..5 looks new there and a gap-free start 6
+    # looks like a gap: both are decided again on the table as it is.
+    again = commit_batch(catalog, TABLE, TOPIC, rows({0: (3, 6)}), {0: 3}, {0: 6}, table=stale)
+    assert again.already_committed and again.rows_skipped == 3
+    after = commit_batch(catalog, TABLE, TOPIC, rows({0: (6, 8)}), {0: 6}, {0: 8}, table=stale)
+    assert after.rows_written == 2
+    assert ids(catalog) == sorted(f"0-{o}" for o in range(8))
+
+
+def test_the_latest_table_is_used_without_a_load(catalog: SqlCatalog) -> None:
+    first = staged_commit(catalog, {0: (0, 3)})
+    second = staged_commit(catalog, {0: (3, 6)}, table=first.latest)
+    assert second.conflicts == 0 and second.attempts == 1
+    assert second.latest is not None
+    assert second.latest.metadata_location == catalog.load_table(TABLE).metadata_location
