@@ -171,3 +171,35 @@ def test_data_file_writer_equals_write_file(catalog: SqlCatalog) -> None:
     assert pq.read_table(ours.file_path.removeprefix("file://")).equals(
         pq.read_table(theirs.file_path.removeprefix("file://"))
     )
+
+
+@pytest.mark.parametrize("flat", [True, False], ids=["polars-read", "arrowscan-read"])
+def test_files_of_an_older_spec_are_repartitioned(catalog: SqlCatalog, flat: bool) -> None:
+    """Groups of the previous (unpartitioned) spec are written partitioned under the current
+    spec (pyiceberg's `_dataframe_to_data_files`); current-spec groups by `DataFileWriter`."""
+    from tests.unit.test_maintenance import FLAT, flat_rows
+
+    table = catalog.create_table("bronze.respec", schema=FLAT if flat else SCHEMA)
+    make = flat_rows if flat else rows
+    for b in range(3):
+        table.append(make(b * 40, 40))
+    with table.update_spec() as spec:
+        spec.add_field("kind", IdentityTransform(), "kind")
+    for b in range(3, 6):
+        table.append(make(b * 40, 40))
+    expected = table_rows(table)
+
+    report = compact(table, target_file_size_bytes=1 << 20, min_manifests_to_merge=2)
+
+    fresh = SqlCatalog(catalog.name, **catalog.properties).load_table("bronze.respec")
+    assert table_rows(fresh).equals(expected)
+    assert report.rows_rewritten == expected.num_rows
+    current = fresh.spec().spec_id
+    files = [t.file for t in fresh.scan().plan_files()]
+    assert {f.spec_id for f in files} == {current}
+    # a group is one (spec, partition): the old spec's rows land beside the new spec's files
+    again = compact(fresh, target_file_size_bytes=1 << 20, min_manifests_to_merge=2)
+    fresh = SqlCatalog(catalog.name, **catalog.properties).load_table("bronze.respec")
+    assert table_rows(fresh).equals(expected)
+    files = [t.file for t in fresh.scan().plan_files()]
+    assert again.files_written == len(files) == len({tuple(f.partition._data) for f in files})

@@ -46,9 +46,7 @@ from pyiceberg.utils.schema_conversion import AvroSchemaConversion
 
 from lakehouse.iceberg.maintenance._gc import no_gc
 
-_INT_LOGICAL_TYPES = frozenset(
-    {"date", "time-micros", "timestamp-micros", "timestamp-nanos", "timestamp-millis"}
-)
+_INT_LOGICAL_TYPES = frozenset({"date", "time-micros", "timestamp-micros", "timestamp-nanos"})
 """Logical types over int/long that pyiceberg keeps as plain ints (stripped for fastavro)."""
 
 _READ_TYPES: dict[int, Callable[..., Record]] = {-1: ManifestEntry, 2: DataFile}

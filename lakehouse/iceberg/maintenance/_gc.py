@@ -1,4 +1,4 @@
-"""Python's cyclic garbage collector paused for a maintenance run."""
+"""Python's cyclic garbage collector paused for the object-heavy phases of a maintenance run."""
 
 import gc
 from collections.abc import Iterator

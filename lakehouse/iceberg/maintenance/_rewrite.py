@@ -15,7 +15,7 @@ Reading has two paths:
   and the chunk's first file carrying the schema's field ids; the result is cast to the
   Arrow schema ArrowScan gives (string/binary widths as that first file stores them) and
   cut into the groups by their files' record counts, checked against the source path of
-  the first and last row of every file. Chunks are a quarter of the input (4-256 MiB) so
+  the first and last row of every file. Chunks are a quarter of the input (4-128 MiB) so
   that reading overlaps writing. One call over ~1,000 tiny files costs ~0.15-0.2 ms a file
   (both cores), one call per group ~0.25 ms, ArrowScan ~1.5 ms.
 - pyiceberg's `ArrowScan` (projection by field id onto the current schema) otherwise.
@@ -24,8 +24,9 @@ Reading has two paths:
 import contextlib
 import os
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -95,7 +96,7 @@ class _KnownPartition(PartitionKey):
         return self.record
 
 
-MAX_CHUNK_BYTES = 256 * 1024 * 1024
+MAX_CHUNK_BYTES = 128 * 1024 * 1024
 """Input bytes (compressed, as in the manifests) read by one Polars call at most."""
 MIN_CHUNK_BYTES = 4 * 1024 * 1024
 """Below this a Polars call spends more on its own setup than it saves by overlapping."""
@@ -106,29 +107,43 @@ _PATH_COLUMN = "__lakehouse_source_path"
 def rewrite_groups(table: Table, groups: Sequence[FileGroup]) -> list[list[DataFile]]:
     """Each group's rows, written as new data files in the table's current spec (in the
     order of `groups`). Chunks of groups are read one after the other while the previous
-    chunk's files are written on a pool of threads (Parquet encoding releases the GIL).
+    chunk's files are written on a pool of threads (Parquet encoding releases the GIL); a
+    chunk is read only once the one before the previous is written (bounded memory).
     On any failure every file written is deleted and the error raised."""
     metadata = table.metadata
     writer = DataFileWriter(table.io, metadata) if DataFileWriter.applies(metadata) else None
-    futures: list[Future[list[DataFile]]] = []
+    by_index: dict[int, Future[list[DataFile]]] = {}
+    in_flight: deque[list[Future[list[DataFile]]]] = deque()
+
+    def submit(indexes: list[int], tables: list[pa.Table]) -> None:
+        batch = [
+            _submit(pool, writer, table, groups[i], rows)
+            for i, rows in zip(indexes, tables, strict=True)
+        ]
+        by_index.update(zip(indexes, batch, strict=True))
+        in_flight.append(batch)
+
+    def make_room() -> None:
+        """At most two read units in memory: the one being written, the one being read."""
+        while len(in_flight) > 1:
+            wait(in_flight.popleft())
+
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         try:
-            by_index: dict[int, Future[list[DataFile]]] = {}
             slow: list[int] = []
             for chunk, polars_ok in _chunks(table, metadata, groups, _chunk_bytes(groups)):
+                make_room()
                 tables = _read_chunk(metadata, [groups[i] for i in chunk]) if polars_ok else None
                 if tables is None:
                     slow.extend(chunk)
                     continue
-                for index, rows in zip(chunk, tables, strict=True):
-                    by_index[index] = _submit(pool, writer, table, groups[index], rows)
+                submit(chunk, tables)
             for index in slow:
-                rows = _read_with_arrowscan(table, metadata, groups[index])
-                by_index[index] = _submit(pool, writer, table, groups[index], rows)
-            futures = [by_index[i] for i in range(len(groups))]
-            return [future.result() for future in futures]
+                make_room()
+                submit([index], [_read_with_arrowscan(table, metadata, groups[index])])
+            return [by_index[i].result() for i in range(len(groups))]
         except BaseException:
-            for future in futures or list(by_index.values()):
+            for future in by_index.values():
                 with contextlib.suppress(BaseException):
                     delete_all(table.io, [f.file_path for f in future.result()])
             raise

@@ -136,39 +136,18 @@ def compact(
     Manifests are merged when the snapshot has at least `min_manifests_to_merge`.
     Table properties (the ingest offsets) are never touched.
     """
-    with no_gc():
-        return _compact(
-            table_or_loader,
+    started = time.monotonic()
+    with no_gc():  # planning and committing: see `_gc`
+        table = load(table_or_loader)
+        entries = ManifestEntries(table.io)
+        plan = plan_compaction(
+            table,
             target_file_size_bytes=target_file_size_bytes,
             min_input_files=min_input_files,
             partition_filter=partition_filter,
-            max_attempts=max_attempts,
             small_file_ratio=small_file_ratio,
-            min_manifests_to_merge=min_manifests_to_merge,
+            entries=entries,
         )
-
-
-def _compact(
-    table_or_loader: TableOrLoader,
-    *,
-    target_file_size_bytes: int,
-    min_input_files: int,
-    partition_filter: BooleanExpression | None,
-    max_attempts: int,
-    small_file_ratio: float,
-    min_manifests_to_merge: int,
-) -> CompactionReport:
-    started = time.monotonic()
-    table = load(table_or_loader)
-    entries = ManifestEntries(table.io)
-    plan = plan_compaction(
-        table,
-        target_file_size_bytes=target_file_size_bytes,
-        min_input_files=min_input_files,
-        partition_filter=partition_filter,
-        small_file_ratio=small_file_ratio,
-        entries=entries,
-    )
     manifests_before = _manifest_count(table, entries)
     merge = manifests_before >= min_manifests_to_merge
     groups = plan.groups
@@ -188,9 +167,10 @@ def _compact(
     written = _rewrite_all(table, groups)
     phases.append(time.monotonic() - started - phases[0])
     try:
-        table, groups, snapshot_ids, attempts = _commit_with_retries(
-            table_or_loader, table, groups, written, merge, max_attempts, entries
-        )
+        with no_gc():
+            table, groups, snapshot_ids, attempts = _commit_with_retries(
+                table_or_loader, table, groups, written, merge, max_attempts, entries
+            )
     except CommitConflictError:
         _discard(table, written)
         raise
