@@ -226,22 +226,15 @@ def _chunks(
 
 
 def _polars_ok(table: Table, metadata: TableMetadata, group: FileGroup) -> bool:
-    return _polars_paths(table, metadata, group) is not None
-
-
-def _polars_paths(table: Table, metadata: TableMetadata, group: FileGroup) -> list[str] | None:
-    """Local paths of the group's files when Polars reads them exactly as ArrowScan would."""
+    """Whether Polars reads the group's files exactly as ArrowScan would (see the module
+    docstring; the field ids of the chunk's first file are checked when it is read)."""
     if len(metadata.schemas) != 1 or not isinstance(table.io, PyArrowFileIO):
-        return None
+        return False
     if not all(_exact(field) for field in metadata.schema().fields):
-        return None
-    paths = []
-    for data_file in group.files:
-        scheme, _, path = PyArrowFileIO.parse_location(data_file.file_path)
-        if scheme != "file" or data_file.file_format != FileFormat.PARQUET:
-            return None
-        paths.append(path)
-    return paths
+        return False
+    return all(
+        f.file_format == FileFormat.PARQUET and _local(f.file_path) is not None for f in group.files
+    )
 
 
 def _exact(field: NestedField) -> bool:
@@ -298,6 +291,9 @@ def _aligned(sources: pl.Series, paths: list[str], counts: list[int]) -> bool:
 
 
 def _local(location: str) -> str | None:
+    """The local path of a `file://` or scheme-less location, else None."""
+    if location.startswith("file:///"):
+        return location[len("file://") :]  # what parse_location gives, without urlparse
     scheme, _, path = PyArrowFileIO.parse_location(location)
     return path if scheme == "file" else None
 
