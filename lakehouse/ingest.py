@@ -4,6 +4,7 @@ Each batch is one Iceberg commit that carries the Kafka offsets (DESIGN §2), so
 overlapping run or retry after a crash neither loses nor duplicates an event.
 """
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -125,17 +126,19 @@ def plan(settings: Settings, spec: StreamSpec, catalog: Any | None = None) -> li
 
 def _plan(
     settings: Settings, spec: StreamSpec, catalog: Any | None
-) -> tuple[list[PartitionRange], str]:
-    """The ranges and the topic's Kafka id; the table and Kafka are asked at the same time."""
-    catalog = catalog if catalog is not None else load_catalog(settings)
+) -> tuple[list[PartitionRange], str, Any]:
+    """The ranges, the topic's Kafka id and the catalog: Kafka is asked while the catalog
+    and the table load."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         asked = pool.submit(topic_state, settings, spec.topic)
+        catalog = catalog if catalog is not None else load_catalog(settings)
         table = table_or_none(catalog, spec.table)
         state = asked.result()
     committed = committed_offsets(table, spec.topic) if table is not None else {}
     if table is not None:
         _refuse_recreated_topic(spec, table, state.topic_id)
-    return plan_ranges(spec.topic, committed, state.earliest, state.end), state.topic_id
+    ranges = plan_ranges(spec.topic, committed, state.earliest, state.end)
+    return ranges, state.topic_id, catalog
 
 
 def _refuse_recreated_topic(spec: StreamSpec, table: Any, current: str) -> None:
@@ -184,24 +187,26 @@ def ingest(
     started = time.monotonic()
     # Started first: the child imports and connects while this process plans.
     reader = ReaderProcess(consumer_config(settings)) if settings.reader_process else None
+    failed = threading.Event()  # set by the first stage that fails: reading stops
     try:
-        catalog = catalog if catalog is not None else load_catalog(settings)
-        schemas = schemas if schemas is not None else RegistrySchemaSource(settings)
-        report = IngestReport(stream=spec.name, topic=spec.topic, table=spec.table)
         if explicit_ranges is not None:
+            catalog = catalog if catalog is not None else load_catalog(settings)
             ranges = [
                 PartitionRange(p, s, e) for p, (s, e) in sorted(explicit_ranges.items()) if e > s
             ]
             kafka_topic_id = topic_id(settings, spec.topic)
         else:
-            ranges, kafka_topic_id = _plan(settings, spec, catalog)
+            ranges, kafka_topic_id, catalog = _plan(settings, spec, catalog)
         log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
-        run = _Run(
-            settings, catalog, schemas, spec, run_id, dead_letter_table, kafka_topic_id, report
-        )
         consumer = Consumer(consumer_config(settings))
         try:
-            _run_stages(run, consumer, reader, ranges, log)
+            batches = _batches(spec, consumer, reader, ranges, failed.is_set)  # reading starts
+            schemas = schemas if schemas is not None else RegistrySchemaSource(settings)
+            report = IngestReport(stream=spec.name, topic=spec.topic, table=spec.table)
+            run = _Run(
+                settings, catalog, schemas, spec, run_id, dead_letter_table, kafka_topic_id, report
+            )
+            _run_stages(run, consumer, batches, failed, log)
         finally:
             consumer.close()
     finally:
@@ -226,8 +231,8 @@ class _Batch:
 def _run_stages(
     run: _Run,
     consumer: Consumer,
-    reader: ReaderProcess | None,
-    ranges: list[PartitionRange],
+    batches: Iterator[RawBatch],
+    failed: threading.Event,
     log: Callable[[str], None],
 ) -> None:
     """Read; decode and write the data files; commit: one thread each, batches in order.
@@ -235,13 +240,13 @@ def _run_stages(
     While batch N commits, N+1 is decoded and its files written, and N+2 read (by the
     reader process, if any). The commit, the only step that must run one batch at a time,
     holds no Parquet encoding (lakehouse/pipeline.py). Decoding and writing share a thread:
-    as two they fought over the GIL more than they overlapped. A failure stops every stage
-    and is raised here.
+    as two they fought over the GIL more than they overlapped. The first failure sets
+    `failed` (which stops `batches`) and is raised here.
     """
     spec = run.spec
     with (
-        Background("lakehouse-commit") as committer,
-        Background("lakehouse-decode") as decoder,
+        Background("lakehouse-commit", failed) as committer,
+        Background("lakehouse-decode", failed) as decoder,
     ):
 
         def decode_and_write(raw: RawBatch) -> None:
@@ -255,29 +260,26 @@ def _run_stages(
             batch.staged = stage_files(run.catalog, spec.table, rows, run.latest)
             committer.submit(_commit_batch, run, consumer, batch, log)
 
-        def stop() -> bool:
-            return decoder.failed.is_set() or committer.failed.is_set()
-
-        for raw in _batches(run, consumer, reader, ranges, stop):
+        for raw in batches:
             decoder.submit(decode_and_write, raw)
         decoder.wait()
         committer.wait()
 
 
 def _batches(
-    run: _Run,
+    spec: StreamSpec,
     consumer: Consumer,
     reader: ReaderProcess | None,
     ranges: list[PartitionRange],
     stop: Callable[[], bool],
 ) -> Iterator[RawBatch]:
     """The run's batches, read by the child process if there is one, else by `consumer`."""
-    limits = {"max_records": run.spec.batch.max_records, "max_bytes": run.spec.batch.max_bytes}
+    limits = {"max_records": spec.batch.max_records, "max_bytes": spec.batch.max_bytes}
     if not any(r.count for r in ranges):
         return iter(())
     if reader is not None:
-        return reader.batches(run.spec.topic, ranges, stop=stop, **limits)
-    return read_batches(consumer, run.spec.topic, ranges, stop=stop, **limits)
+        return reader.batches(spec.topic, ranges, stop=stop, **limits)
+    return read_batches(consumer, spec.topic, ranges, stop=stop, **limits)
 
 
 def _commit_batch(run: _Run, consumer: Consumer, batch: _Batch, log: Callable[[str], None]) -> None:

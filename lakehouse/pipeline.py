@@ -17,10 +17,11 @@ from typing import Any
 class Background:
     """One background thread running submitted jobs strictly one after another."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, failed: threading.Event | None = None) -> None:
+        """`failed` may be shared by several stages of one pipeline: set when any fails."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._running: Future[None] | None = None
-        self.failed = threading.Event()
+        self.failed = failed if failed is not None else threading.Event()
 
     def submit(self, job: Callable[..., None], *args: Any) -> None:
         """Start `job(*args)` once the previous job has succeeded (else raise its error)."""

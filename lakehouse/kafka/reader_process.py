@@ -55,7 +55,9 @@ class ReaderProcess:
     ) -> Iterator[RawBatch]:
         """`read_batches` run by the child; yields its batches in order. Call once.
 
-        Raises KafkaReadError when the child reports a read error or ends without finishing.
+        The request goes to the child now, not at the first `next`: it starts reading while
+        the caller gets ready. Raises KafkaReadError when the child reports a read error or
+        ends without finishing.
         """
         child = self._child
         assert child.stdin is not None and child.stdout is not None
@@ -70,11 +72,7 @@ class ReaderProcess:
             child.stdin.close()
         except BrokenPipeError as exc:
             raise KafkaReadError(f"reading {topic}: the reader process is gone") from exc
-        while not stop():
-            batch = _receive(child.stdout, topic)
-            if batch is None:
-                return
-            yield batch
+        return _received(child.stdout, topic, stop)
 
     @property
     def returncode(self) -> int | None:
@@ -101,6 +99,14 @@ class ReaderProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _received(stream: IO[bytes], topic: str, stop: Callable[[], bool]) -> Iterator[RawBatch]:
+    while not stop():
+        batch = _receive(stream, topic)
+        if batch is None:
+            return
+        yield batch
 
 
 def _receive(stream: IO[bytes], topic: str) -> RawBatch | None:

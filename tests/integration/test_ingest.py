@@ -162,6 +162,8 @@ def test_a_backlog_of_many_batches_keeps_memory_bounded(stack: Settings) -> None
     assert twelve["batches"] >= 12 and twelve["records_written"] == 60000
     # Twelve times the backlog may not cost twelve times the memory: it is bounded by the batch.
     assert twelve["peak_mb"] < one_batch["peak_mb"] * 1.5, (one_batch, twelve)
+    # The reader process reads one batch ahead at most: bounded the same way.
+    assert 0 < twelve["reader_peak_mb"] < one_batch["reader_peak_mb"] * 1.5, (one_batch, twelve)
 
 
 def test_plan_reads_no_bodies_and_matches_lag(stack: Settings) -> None:
