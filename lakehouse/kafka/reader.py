@@ -113,15 +113,17 @@ def read_batches(
     compacted-away offsets are skipped through the consumer position. Once `stop()` is true
     (checked between `consume` calls) nothing more is read or yielded.
     """
-    position = {r.partition: r.start for r in ranges}
-    end = {r.partition: r.end for r in ranges}
+    cursor = _Cursor(
+        consumer,
+        topic,
+        position={r.partition: r.start for r in ranges},
+        end={r.partition: r.end for r in ranges},
+    )
     consumer.assign([TopicPartition(topic, r.partition, r.start) for r in ranges if r.count])
     try:
-        while any(position[p] < end[p] for p in position):
+        while any(cursor.position[p] < cursor.end[p] for p in cursor.position):
             with _gc_paused():
-                batch = _read_one(
-                    consumer, topic, position, end, max_records, max_bytes, idle_timeout_s, stop
-                )
+                batch = _read_one(cursor, max_records, max_bytes, idle_timeout_s, stop)
             if stop():
                 break
             if batch.next_offsets == batch.start_offsets:
@@ -151,37 +153,35 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _read_one(
-    consumer: Consumer,
-    topic: str,
-    position: dict[int, int],
-    end: dict[int, int],
+    cursor: "_Cursor",
     max_records: int,
     max_bytes: int,
     idle_timeout_s: float,
     stop: Callable[[], bool],
 ) -> RawBatch:
     batch = _Columns()
-    open_partitions = {p for p in position if position[p] < end[p]}
-    start_offsets = {p: position[p] for p in open_partitions}
+    position, end = cursor.position, cursor.end
+    cursor.open = {p for p in position if position[p] < end[p]}
+    start_offsets = {p: position[p] for p in cursor.open}
     last_progress = time.monotonic()
-    while open_partitions and len(batch) < max_records and batch.nbytes < max_bytes:
+    while cursor.open and len(batch) < max_records and batch.nbytes < max_bytes:
         if stop():
             break
         # consume() returns early only once it has num_messages: never ask for more than
         # the open ranges still hold, or the end of every run waits out the timeout.
-        left = sum(end[p] - position[p] for p in open_partitions)
+        left = sum(end[p] - position[p] for p in cursor.open)
         wanted = min(10_000, max_records - len(batch), left)
-        messages = consumer.consume(num_messages=wanted, timeout=0.5)
+        messages = cursor.consumer.consume(num_messages=wanted, timeout=0.5)
         if not messages:
-            _advance_past_gaps(consumer, topic, position, end, open_partitions)
-            if open_partitions and time.monotonic() - last_progress > idle_timeout_s:
+            cursor.advance_past_gaps()
+            if cursor.open and time.monotonic() - last_progress > idle_timeout_s:
                 break  # e.g. an open transaction holds the last stable offset back
             continue
         last_progress = time.monotonic()
-        if not _take_all(consumer, topic, messages, batch, position, end, open_partitions):
-            _take_each(consumer, topic, messages, batch, position, end, open_partitions)
+        if not cursor.take_all(messages, batch):
+            cursor.take_each(messages, batch)
     raw = RawBatch.of(
-        topic, batch.partitions, batch.offsets, batch.timestamps_ms, batch.keys, batch.values
+        cursor.topic, batch.partitions, batch.offsets, batch.timestamps_ms, batch.keys, batch.values
     )
     raw.nbytes = batch.nbytes
     raw.start_offsets = start_offsets
@@ -189,128 +189,100 @@ def _read_one(
     return raw
 
 
-def _take_all(
-    consumer: Consumer,
-    topic: str,
-    messages: list[Message],
-    batch: _Columns,
-    position: dict[int, int],
-    end: dict[int, int],
-    open_partitions: set[int],
-) -> bool:
-    """Append every message column-wise, or return False (taking none) if any needs a look.
-
-    The usual `consume` result: no error or EOF event, every message inside its open range.
-    Columns are built with C-level `map`s over the messages, not a Python loop per message
-    (1M demo events: about a third of the CPU time of reading).
-    """
-    # By identity: comparing a KafkaError with None raises inside confluent-kafka.
-    if any(map(_IS_NOT_NONE, map(Message.error, messages))):
-        return False
-    # Real messages always carry partition and offset (the stubs say Optional).
-    partitions: list[int] = list(map(Message.partition, messages))  # type: ignore[arg-type]
-    offsets: list[int] = list(map(Message.offset, messages))  # type: ignore[arg-type]
-    # Within one partition offsets ascend, so the last one per partition is its highest.
-    last = dict(zip(partitions, offsets, strict=True))
-    if any(p not in open_partitions or o >= end[p] for p, o in last.items()):
-        return False
-    keys = list(map(Message.key, messages))
-    values = list(map(Message.value, messages))
-    batch.partitions += partitions
-    batch.offsets += offsets
-    batch.timestamps_ms += map(_SECOND, map(Message.timestamp, messages))
-    batch.keys += keys
-    batch.values += values
-    batch.nbytes += sum(map(len, filter(None, values))) + sum(map(len, filter(None, keys)))
-    for partition, offset in last.items():
-        _advance(consumer, topic, partition, offset, position, end, open_partitions)
-    return True
-
-
 _SECOND = operator.itemgetter(1)
 _IS_NOT_NONE = functools.partial(operator.is_not, None)
 
 
-def _take_each(
-    consumer: Consumer,
-    topic: str,
-    messages: list[Message],
-    batch: _Columns,
-    position: dict[int, int],
-    end: dict[int, int],
-    open_partitions: set[int],
-) -> None:
-    """Append the messages one by one: EOF events, errors and offsets past the range."""
-    for message in messages:
-        error = message.error()
+@dataclass
+class _Cursor:
+    """Where reading stands: next offset and end per partition, and the partitions still open
+    in the current batch (a partition is paused once it reaches its end)."""
+
+    consumer: Consumer
+    topic: str
+    position: dict[int, int]
+    end: dict[int, int]
+    open: set[int] = field(default_factory=set)
+
+    def take_all(self, messages: list[Message], batch: _Columns) -> bool:
+        """Append every message column-wise, or return False (taking none) if any needs a look.
+
+        The usual `consume` result: no error or EOF event, every message inside its open
+        range. Columns are built with C-level `map`s over the messages, not a Python loop per
+        message (1M demo events: about a third of the CPU time of reading).
+        """
+        # By identity: comparing a KafkaError with None raises inside confluent-kafka.
+        if any(map(_IS_NOT_NONE, map(Message.error, messages))):
+            return False
         # Real messages always carry partition and offset (the stubs say Optional).
-        partition: int = message.partition()  # type: ignore[assignment]
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                # The EOF event carries the partition's end: skip markers before it.
-                if partition in open_partitions:
-                    reached = min(message.offset() or 0, end[partition])
-                    position[partition] = max(position[partition], reached)
-                _close_if_done(consumer, topic, partition, position, end, open_partitions)
-                continue
-            raise KafkaReadError(f"reading {topic}[{partition}]: {error}") from KafkaException(
-                error
-            )
-        offset: int = message.offset()  # type: ignore[assignment]
-        if partition not in open_partitions or offset >= end[partition]:
-            continue  # fetched past the planned end: not ours
-        value = message.value()
-        key = message.key()
-        batch.partitions.append(partition)
-        batch.offsets.append(offset)
-        batch.timestamps_ms.append(message.timestamp()[1])
-        batch.keys.append(key)
-        batch.values.append(value)
-        batch.nbytes += (len(value) if value else 0) + (len(key) if key else 0)
-        _advance(consumer, topic, partition, offset, position, end, open_partitions)
+        partitions: list[int] = list(map(Message.partition, messages))  # type: ignore[arg-type]
+        offsets: list[int] = list(map(Message.offset, messages))  # type: ignore[arg-type]
+        # Within one partition offsets ascend, so the last one per partition is its highest.
+        last = dict(zip(partitions, offsets, strict=True))
+        if any(p not in self.open or o >= self.end[p] for p, o in last.items()):
+            return False
+        keys = list(map(Message.key, messages))
+        values = list(map(Message.value, messages))
+        batch.partitions += partitions
+        batch.offsets += offsets
+        batch.timestamps_ms += map(_SECOND, map(Message.timestamp, messages))
+        batch.keys += keys
+        batch.values += values
+        batch.nbytes += sum(map(len, filter(None, values))) + sum(map(len, filter(None, keys)))
+        for partition, offset in last.items():
+            self.advance(partition, offset)
+        return True
 
+    def take_each(self, messages: list[Message], batch: _Columns) -> None:
+        """Append the messages one by one: EOF events, errors and offsets past the range."""
+        for message in messages:
+            error = message.error()
+            # Real messages always carry partition and offset (the stubs say Optional).
+            partition: int = message.partition()  # type: ignore[assignment]
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    # The EOF event carries the partition's end: skip markers before it.
+                    if partition in self.open:
+                        reached = min(message.offset() or 0, self.end[partition])
+                        self.position[partition] = max(self.position[partition], reached)
+                    self.close_if_done(partition)
+                    continue
+                raise KafkaReadError(
+                    f"reading {self.topic}[{partition}]: {error}"
+                ) from KafkaException(error)
+            offset: int = message.offset()  # type: ignore[assignment]
+            if partition not in self.open or offset >= self.end[partition]:
+                continue  # fetched past the planned end: not ours
+            value = message.value()
+            key = message.key()
+            batch.partitions.append(partition)
+            batch.offsets.append(offset)
+            batch.timestamps_ms.append(message.timestamp()[1])
+            batch.keys.append(key)
+            batch.values.append(value)
+            batch.nbytes += (len(value) if value else 0) + (len(key) if key else 0)
+            self.advance(partition, offset)
 
-def _advance(
-    consumer: Consumer,
-    topic: str,
-    partition: int,
-    offset: int,
-    position: dict[int, int],
-    end: dict[int, int],
-    open_partitions: set[int],
-) -> None:
-    """`offset` of `partition` was taken: move past it, pausing the partition at its end."""
-    position[partition] = offset + 1
-    if position[partition] >= end[partition]:
-        open_partitions.discard(partition)
-        consumer.pause([TopicPartition(topic, partition)])
+    def advance(self, partition: int, offset: int) -> None:
+        """`offset` of `partition` was taken: move past it, pausing the partition at its end."""
+        self.position[partition] = offset + 1
+        self._pause_if_done(partition)
 
+    def advance_past_gaps(self) -> None:
+        """Move positions over offsets that hold no message (transaction markers, compaction)."""
+        for partition in list(self.open):
+            self.close_if_done(partition)
 
-def _advance_past_gaps(
-    consumer: Consumer,
-    topic: str,
-    position: dict[int, int],
-    end: dict[int, int],
-    open_partitions: set[int],
-) -> None:
-    """Move positions over offsets that hold no message (transaction markers, compaction)."""
-    for partition in list(open_partitions):
-        _close_if_done(consumer, topic, partition, position, end, open_partitions)
+    def close_if_done(self, partition: int) -> None:
+        """Take the consumer's position (past markers) and pause the partition at its end."""
+        if partition not in self.open:
+            return
+        [tp] = self.consumer.position([TopicPartition(self.topic, partition)])
+        if tp.offset >= 0 and tp.offset > self.position[partition]:
+            self.position[partition] = min(tp.offset, self.end[partition])
+        self._pause_if_done(partition)
 
-
-def _close_if_done(
-    consumer: Consumer,
-    topic: str,
-    partition: int,
-    position: dict[int, int],
-    end: dict[int, int],
-    open_partitions: set[int],
-) -> None:
-    if partition not in open_partitions:
-        return
-    [tp] = consumer.position([TopicPartition(topic, partition)])
-    if tp.offset >= 0 and tp.offset > position[partition]:
-        position[partition] = min(tp.offset, end[partition])
-    if position[partition] >= end[partition]:
-        open_partitions.discard(partition)
-        consumer.pause([TopicPartition(topic, partition)])
+    def _pause_if_done(self, partition: int) -> None:
+        if self.position[partition] >= self.end[partition]:
+            self.open.discard(partition)
+            self.consumer.pause([TopicPartition(self.topic, partition)])

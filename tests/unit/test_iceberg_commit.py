@@ -56,8 +56,18 @@ def catalog(tmp_path: Path) -> SqlCatalog:
     return cat
 
 
-def commit(catalog: Catalog, ranges: dict[int, tuple[int, int]], data: pa.Table | None = None):
+def commit(
+    catalog: Catalog,
+    ranges: dict[int, tuple[int, int]],
+    data: pa.Table | None = None,
+    *,
+    staged: bool = False,
+    table: Table | None = None,
+) -> CommitOutcome:
+    """Commit the rows of `ranges`; `staged` writes their files first (`stage_files`)."""
     data = rows(ranges) if data is None else data
+    files = stage_files(catalog, TABLE, data, table) if staged else None
+    assert files is not None or not staged
     return commit_batch(
         catalog,
         TABLE,
@@ -65,6 +75,8 @@ def commit(catalog: Catalog, ranges: dict[int, tuple[int, int]], data: pa.Table 
         data,
         {p: s for p, (s, _) in ranges.items()},
         {p: e for p, (_, e) in ranges.items()},
+        staged=files,
+        table=table,
     )
 
 
@@ -195,27 +207,6 @@ def test_fresh_reader_sees_everything(catalog: SqlCatalog, tmp_path: Path) -> No
     assert table.scan().to_arrow().num_rows == 6
 
 
-def staged_commit(
-    catalog: Catalog,
-    ranges: dict[int, tuple[int, int]],
-    data: pa.Table | None = None,
-    table: Table | None = None,
-) -> CommitOutcome:
-    data = rows(ranges) if data is None else data
-    staged = stage_files(catalog, TABLE, data, table)
-    assert staged is not None
-    return commit_batch(
-        catalog,
-        TABLE,
-        TOPIC,
-        data,
-        {p: s for p, (s, _) in ranges.items()},
-        {p: e for p, (_, e) in ranges.items()},
-        staged=staged,
-        table=table,
-    )
-
-
 def data_file_paths(catalog: Catalog) -> set[str]:
     return {task.file.file_path for task in catalog.load_table(TABLE).scan().plan_files()}
 
@@ -258,10 +249,10 @@ def test_rows_needing_a_new_column_are_not_staged(catalog: SqlCatalog) -> None:
 
 
 def test_a_stale_table_is_reloaded_and_nothing_is_lost(catalog: SqlCatalog) -> None:
-    first = staged_commit(catalog, {0: (0, 3)})
+    first = commit(catalog, {0: (0, 3)}, staged=True)
     assert first.latest is not None
     commit(catalog, {1: (0, 4)})  # another writer commits after ours: `latest` is stale now
-    second = staged_commit(catalog, {0: (3, 6)}, table=first.latest)
+    second = commit(catalog, {0: (3, 6)}, staged=True, table=first.latest)
     assert second.rows_written == 3 and second.conflicts == 1
     assert committed_offsets(catalog.load_table(TABLE), TOPIC) == {0: 6, 1: 4}
     assert ids(catalog) == sorted([f"0-{o}" for o in range(6)] + [f"1-{o}" for o in range(4)])
@@ -281,8 +272,8 @@ def test_a_stale_table_never_decides_a_batch_is_already_in(catalog: SqlCatalog) 
 
 
 def test_the_latest_table_is_used_without_a_load(catalog: SqlCatalog) -> None:
-    first = staged_commit(catalog, {0: (0, 3)})
-    second = staged_commit(catalog, {0: (3, 6)}, table=first.latest)
+    first = commit(catalog, {0: (0, 3)}, staged=True)
+    second = commit(catalog, {0: (3, 6)}, staged=True, table=first.latest)
     assert second.conflicts == 0 and second.attempts == 1
     assert second.latest is not None
     assert second.latest.metadata_location == catalog.load_table(TABLE).metadata_location
