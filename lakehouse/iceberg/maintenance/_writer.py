@@ -5,8 +5,7 @@ schema, the configuration (read from disk), the location provider, the Parquet w
 options, the statistics plan and the column-path → field-id mapping (~3 ms a file, Python
 under the GIL, so the Parquet encoding of other files waits). `DataFileWriter` prepares
 them once for a compaction run and then does per file exactly what `write_file` does:
-`_to_requested_schema` onto the file schema (field ids; computed once per Arrow schema and
-applied as a schema swap when it changes no type), pyarrow's `ParquetWriter` with the
+`_to_requested_schema` onto the file schema (field ids), pyarrow's `ParquetWriter` with the
 table's options and row-group limit, statistics through pyiceberg's
 `data_file_statistics_from_parquet_metadata`, the same `DataFile` fields and file naming.
 """
@@ -61,7 +60,6 @@ class DataFileWriter:
         self._stats_plan = compute_statistics_plan(self._file_schema, properties)
         self._id_mapping = parquet_path_to_id_mapping(self._file_schema)
         self._task_schemas: dict[pa.Schema, Schema] = {}
-        self._file_arrow: dict[pa.Schema, pa.Schema | None] = {}
         self._write_uuid = uuid.uuid4()
         self._task_ids = itertools.count()
 
@@ -88,38 +86,24 @@ class DataFileWriter:
     def prepare(self, arrow: pa.Schema) -> None:
         """Compute what `write` needs for rows of this Arrow schema (call before writing
         from several threads)."""
-        task_schema = self._task_schema(arrow)
-        if arrow not in self._file_arrow:
-            empty = pa.RecordBatch.from_pylist([], schema=arrow)
-            projected = self._project_batch(empty, task_schema).schema
-            same_types = [f.type for f in projected] == [f.type for f in arrow]
-            # when the projection only adds field ids (no cast, reorder or fill), later
-            # tables of this schema just get the projected schema: same arrays, no visitor
-            self._file_arrow[arrow] = (
-                projected if same_types and projected.names == arrow.names else None
-            )
-
-    def _project_batch(self, batch: pa.RecordBatch, task_schema: Schema) -> pa.RecordBatch:
-        """`write_file`'s projection onto the file schema (field ids, casts)."""
-        return _to_requested_schema(
-            requested_schema=self._file_schema,
-            file_schema=task_schema,
-            batch=batch,
-            downcast_ns_timestamp_to_us=self._downcast,
-            include_field_ids=True,
-            format_model=self._format_model,
-        )
+        self._task_schema(arrow)
 
     def write(self, rows: pa.Table, partition_key: PartitionKey | None) -> DataFile:
         """One data file holding `rows` (all of one partition: `partition_key`'s)."""
-        file_arrow = self._file_arrow[rows.schema]
-        if file_arrow is not None:
-            table = pa.Table.from_arrays(rows.columns, schema=file_arrow)
-        else:
-            task_schema = self._task_schemas[rows.schema]
-            table = pa.Table.from_batches(
-                [self._project_batch(b, task_schema) for b in rows.to_batches()]
-            )
+        task_schema = self._task_schemas[rows.schema]
+        table = pa.Table.from_batches(
+            [
+                _to_requested_schema(
+                    requested_schema=self._file_schema,
+                    file_schema=task_schema,
+                    batch=batch,
+                    downcast_ns_timestamp_to_us=self._downcast,
+                    include_field_ids=True,
+                    format_model=self._format_model,
+                )
+                for batch in rows.to_batches()
+            ]
+        )
         name = f"00000-{next(self._task_ids)}-{self._write_uuid}.parquet"
         path = self._locations.new_data_location(data_file_name=name, partition_key=partition_key)
         output = self._io.new_output(path)
