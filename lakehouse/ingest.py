@@ -186,7 +186,8 @@ def ingest(
     """
     started = time.monotonic()
     # Started first: the child imports and connects while this process plans.
-    reader = ReaderProcess(consumer_config(settings)) if settings.reader_process else None
+    config = consumer_config(settings)
+    reader = ReaderProcess(config, spec.topic) if settings.reader_process else None
     failed = threading.Event()  # set by the first stage that fails: reading stops
     try:
         if explicit_ranges is not None:
@@ -198,7 +199,7 @@ def ingest(
         else:
             ranges, kafka_topic_id, catalog = _plan(settings, spec, catalog)
         log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
-        consumer = Consumer(consumer_config(settings))
+        consumer = Consumer(config)
         try:
             batches = _batches(spec, consumer, reader, ranges, failed.is_set)  # reading starts
             schemas = schemas if schemas is not None else RegistrySchemaSource(settings)
@@ -278,7 +279,7 @@ def _batches(
     if not any(r.count for r in ranges):
         return iter(())
     if reader is not None:
-        return reader.batches(spec.topic, ranges, stop=stop, **limits)
+        return reader.batches(ranges, stop=stop, **limits)
     return read_batches(consumer, spec.topic, ranges, stop=stop, **limits)
 
 

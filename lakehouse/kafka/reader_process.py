@@ -34,19 +34,21 @@ _PIPE_BYTES = 1 << 20  # a larger pipe: fewer wake-ups per batch (Linux caps it)
 class ReaderProcess:
     """A child process that reads Kafka for this one; start it early, it imports meanwhile."""
 
-    def __init__(self, consumer_config: Mapping[str, object]) -> None:
+    def __init__(self, consumer_config: Mapping[str, object], topic: str) -> None:
         self._child = subprocess.Popen(
             [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         assert self._child.stdin is not None and self._child.stdout is not None
         _grow_pipe(self._child.stdout)
-        # The consumer first: it connects while the ranges are being planned.
-        self._child.stdin.write(json.dumps(dict(consumer_config)).encode() + b"\n")
+        # The consumer first: it connects and learns the topic's leaders while the ranges are
+        # planned (the first fetch then starts at once).
+        self._topic = topic
+        hello = {"config": dict(consumer_config), "topic": topic}
+        self._child.stdin.write(json.dumps(hello).encode() + b"\n")
         self._child.stdin.flush()
 
     def batches(
         self,
-        topic: str,
         ranges: Sequence[PartitionRange],
         *,
         max_records: int,
@@ -59,10 +61,9 @@ class ReaderProcess:
         the caller gets ready. Raises KafkaReadError when the child reports a read error or
         ends without finishing.
         """
-        child = self._child
+        child, topic = self._child, self._topic
         assert child.stdin is not None and child.stdout is not None
         request = {
-            "topic": topic,
             "ranges": [[r.partition, r.start, r.end] for r in ranges],
             "max_records": max_records,
             "max_bytes": max_bytes,
@@ -164,12 +165,14 @@ def _child() -> None:
     """
     from confluent_kafka import Consumer
 
-    consumer = Consumer(json.loads(sys.stdin.buffer.readline()))
+    hello = json.loads(sys.stdin.buffer.readline())
+    topic = hello["topic"]
+    consumer = Consumer(hello["config"])
     out = sys.stdout.buffer
-    topic = "?"
     try:
+        with contextlib.suppress(Exception):  # a warm-up: reading reports the real errors
+            consumer.list_topics(topic, timeout=10)
         request = json.loads(sys.stdin.buffer.readline())
-        topic = request["topic"]
         ranges = [PartitionRange(p, s, e) for p, s, e in request["ranges"]]
         with Background("lakehouse-send") as sender:
             for batch in read_batches(

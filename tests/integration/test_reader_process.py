@@ -45,8 +45,8 @@ def test_child_reads_what_the_in_process_reader_reads(stack: Settings) -> None:
         here = list(read_batches(consumer, topic, ranges, max_records=700, max_bytes=1 << 20))
     finally:
         consumer.close()
-    with ReaderProcess(consumer_config(stack)) as reader:
-        there = list(reader.batches(topic, ranges, max_records=700, max_bytes=1 << 20))
+    with ReaderProcess(consumer_config(stack), topic) as reader:
+        there = list(reader.batches(ranges, max_records=700, max_bytes=1 << 20))
 
     assert len(here) == len(there) == 4  # 2,500 messages at most 700 per batch
     assert _as_rows(there) == _as_rows(here)
@@ -68,16 +68,16 @@ def test_a_read_error_reaches_the_parent_as_kafka_read_error(stack: Settings) ->
     topic, ranges = _topic_with_messages(stack, 30)
     beyond = [PartitionRange(r.partition, r.end + 1_000, r.end + 2_000) for r in ranges]
     with (
-        ReaderProcess(consumer_config(stack)) as reader,
+        ReaderProcess(consumer_config(stack), topic) as reader,
         pytest.raises(KafkaReadError, match=topic),
     ):
-        list(reader.batches(topic, beyond, max_records=100, max_bytes=1 << 20))
+        list(reader.batches(beyond, max_records=100, max_bytes=1 << 20))
 
 
 def test_the_child_ends_when_the_parent_stops_early(stack: Settings) -> None:
     topic, ranges = _topic_with_messages(stack, 900)
-    reader = ReaderProcess(consumer_config(stack))
-    batches = reader.batches(topic, ranges, max_records=100, max_bytes=1 << 20)
+    reader = ReaderProcess(consumer_config(stack), topic)
+    batches = reader.batches(ranges, max_records=100, max_bytes=1 << 20)
     first = next(batches)
     assert len(first) == 100
     reader.close()
