@@ -168,6 +168,7 @@ def commit_batch(
     lock_budget_seconds: float = 60.0,
     staged: StagedFiles | None = None,
     table: Table | None = None,
+    gaps_allowed: bool = False,
 ) -> CommitOutcome:
     """Append the rows of offsets [start, next) per partition with the offsets, exactly once.
 
@@ -179,7 +180,9 @@ def commit_batch(
     `staged` (from `stage_files` on these rows) is committed instead of writing the rows
     again whenever the table still fits it. `table` (the previous outcome's `latest`) is
     tried first instead of loading the table; if another commit came in between, the
-    catalog refuses ours and the table is loaded as usual.
+    catalog refuses ours and the table is loaded as usual. `gaps_allowed` is for a table
+    that hears of some batches only (the dead letters): a batch may start past the table's
+    committed offsets; overlaps are still trimmed.
     Raises CommitConflictError after `max_attempts` lost races, SchemaEvolutionError when
     the rows change the schema in a way Iceberg cannot take (nothing committed).
     """
@@ -194,11 +197,12 @@ def commit_batch(
     for attempt in range(1, max_attempts + 1):
         table = cached if cached is not None else _load(catalog, identifier, lock_budget_seconds)
         before = committed_offsets(table, topic)
-        nothing_new = all(n <= before.get(p, start_offsets[p]) for p, n in next_offsets.items())
-        if cached is not None and (nothing_new or _gap(start_offsets, before)):
+        start = _widened(start_offsets, before) if gaps_allowed else start_offsets
+        nothing_new = all(n <= before.get(p, start[p]) for p, n in next_offsets.items())
+        if cached is not None and (nothing_new or _gap(start, before)):
             cached = None  # decided on a freshly loaded table only
             continue
-        _check_gap(identifier, topic, start_offsets, before)
+        _check_gap(identifier, topic, start, before)
         after = dict(before)
         for p, nxt in next_offsets.items():
             after[p] = max(before.get(p, nxt), nxt)
@@ -221,7 +225,7 @@ def commit_batch(
             **(snapshot_properties or {}),
             COMMIT_ID: commit_id,
             TOPIC_SUMMARY_KEY: topic,
-            RANGE_SUMMARY_KEY: _dump_ranges(before, after, start_offsets),
+            RANGE_SUMMARY_KEY: _dump_ranges(before, after, start),
         }
         tx = ViewTransaction(table)
         if new_rows.num_rows == 0:  # offsets only: an empty snapshot, the schema untouched
@@ -326,6 +330,11 @@ def _check_batch(
     ):
         if p not in nxt or lo < start[p] or hi >= nxt[p]:
             raise ValueError(f"partition {p}: rows with offsets {lo}..{hi} outside the batch range")
+
+
+def _widened(start: Mapping[int, int], committed: Mapping[int, int]) -> dict[int, int]:
+    """The batch's start moved down to the table's committed offsets (no gap)."""
+    return {p: min(s, committed.get(p, s)) for p, s in start.items()}
 
 
 def _gap(start: Mapping[int, int], committed: Mapping[int, int]) -> dict[int, tuple[int, int]]:

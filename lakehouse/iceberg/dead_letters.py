@@ -17,7 +17,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from lakehouse.iceberg.catalog import ensure_table
-from lakehouse.iceberg.commit import CommitOutcome, commit_batch, committed_offsets
+from lakehouse.iceberg.commit import CommitOutcome, commit_batch
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -117,18 +117,18 @@ def commit_dead_letters(
     """Commit one batch's dead letters for `topic`, exactly once.
 
     The table only hears of batches that had dead letters, so its committed offsets may lag
-    the batch start; the range is widened down to them (nothing is there to lose).
+    the batch start: gaps are allowed (nothing is there to lose), on every attempt against
+    the table as it is then (another run's dead letters may land in between).
     """
-    table = ensure_dead_letter_table(catalog, identifier)
-    committed = committed_offsets(table, topic)
-    start = {p: min(s, committed.get(p, s)) for p, s in start_offsets.items()}
+    ensure_dead_letter_table(catalog, identifier)
     return commit_batch(
         catalog,
         identifier,
         topic,
         rows,
-        start,
+        start_offsets,
         next_offsets,
         partition_column=PARTITION_COLUMN,
         offset_column=OFFSET_COLUMN,
+        gaps_allowed=True,
     )

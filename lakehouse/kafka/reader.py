@@ -104,10 +104,14 @@ def read_batches(
     *,
     max_records: int,
     max_bytes: int,
+    first_max_records: int | None = None,
     idle_timeout_s: float = 5.0,
     stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[RawBatch]:
     """Yield batches covering `ranges`, each at most `max_records` records / `max_bytes` bytes.
+
+    `first_max_records` limits the first batch alone (a smaller first batch lets the stages
+    after reading start sooner).
 
     `next_offsets` of a batch is where the following one starts. Control records and
     compacted-away offsets are skipped through the consumer position. Once `stop()` is true
@@ -121,9 +125,11 @@ def read_batches(
     )
     consumer.assign([TopicPartition(topic, r.partition, r.start) for r in ranges if r.count])
     try:
+        limit = min(max_records, first_max_records or max_records)
         while any(cursor.position[p] < cursor.end[p] for p in cursor.position):
             with _gc_paused():
-                batch = _read_one(cursor, max_records, max_bytes, idle_timeout_s, stop)
+                batch = _read_one(cursor, limit, max_bytes, idle_timeout_s, stop)
+            limit = max_records
             if stop():
                 break
             if batch.next_offsets == batch.start_offsets:

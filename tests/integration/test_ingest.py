@@ -4,7 +4,6 @@ under re-runs, concurrent runs, SIGKILL at each commit point and a registry outa
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from lakehouse.avro.registry import RegistrySchemaSource
 from lakehouse.config import BatchLimits
 from lakehouse.demo.producer import produce
 from lakehouse.errors import RegistryUnavailableError
@@ -142,7 +141,7 @@ def test_registry_down_fails_clearly_and_commits_nothing(stack: Settings) -> Non
         }
     )
     with pytest.raises(RegistryUnavailableError):
-        ingest_once(stack, spec, schemas=RegistrySchemaSource(dead_registry))
+        ingest_once(dead_registry, spec)  # an outage: every registry call fails
     catalog = load_catalog(stack)
     assert table_or_none(catalog, spec.table) is None
     assert dead_letter_frame(stack, spec).height == 0  # nothing dead-lettered for an outage

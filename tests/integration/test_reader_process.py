@@ -48,16 +48,23 @@ def test_child_reads_what_the_in_process_reader_reads(stack: Settings) -> None:
     with ReaderProcess(consumer_config(stack), topic) as reader:
         there = list(reader.batches(ranges, max_records=700, max_bytes=1 << 20))
 
-    assert len(here) == len(there) == 4  # 2,500 messages at most 700 per batch
-    assert _as_rows(there) == _as_rows(here)
-    assert len(_as_rows(there)) == 2_500
-    for a, b in zip(here, there, strict=True):
-        assert (b.start_offsets, b.next_offsets, b.nbytes) == (
-            a.start_offsets,
-            a.next_offsets,
-            a.nbytes,
-        )
+    # Which partitions fill which batch depends on fetch timing: compare the messages, and
+    # check each batch on its own.
+    assert sorted(_as_rows(there)) == sorted(_as_rows(here))
+    assert len(_as_rows(there)) == 2_500 and len(there) >= 4
+    for b in there:
+        assert 0 < len(b) <= 700
         assert b.values.type == pa.large_binary() and b.partitions.type == pa.int32()
+        offsets: dict[int, list[int]] = {}
+        for partition, offset in zip(b.partitions.to_pylist(), b.offsets.to_pylist(), strict=True):
+            offsets.setdefault(partition, []).append(offset)
+        for partition, taken in offsets.items():  # exactly [start, next) of each partition
+            assert taken == list(range(b.start_offsets[partition], b.next_offsets[partition]))
+        sizes = [
+            len(v or b"") + len(k or b"")
+            for k, v in zip(b.keys.to_pylist(), b.values.to_pylist(), strict=True)
+        ]
+        assert b.nbytes == sum(sizes)
     reached: dict[int, int] = {}
     for b in there:
         reached.update(b.next_offsets)

@@ -277,3 +277,18 @@ def test_the_latest_table_is_used_without_a_load(catalog: SqlCatalog) -> None:
     assert second.conflicts == 0 and second.attempts == 1
     assert second.latest is not None
     assert second.latest.metadata_location == catalog.load_table(TABLE).metadata_location
+
+
+def test_a_table_hearing_of_some_batches_only_accepts_gaps(catalog: SqlCatalog) -> None:
+    commit(catalog, {0: (0, 2)})
+    with pytest.raises(OffsetGapError):
+        commit(catalog, {0: (5, 7)})
+    later = commit_batch(
+        catalog, TABLE, TOPIC, rows({0: (5, 7)}), {0: 5}, {0: 7}, gaps_allowed=True
+    )
+    assert later.rows_written == 2 and later.offsets_after == {0: 7}
+    again = commit_batch(
+        catalog, TABLE, TOPIC, rows({0: (5, 9)}), {0: 5}, {0: 9}, gaps_allowed=True
+    )
+    assert again.rows_written == 2 and again.rows_skipped == 2  # overlaps are still trimmed
+    assert ids(catalog) == ["0-0", "0-1", "0-5", "0-6", "0-7", "0-8"]
