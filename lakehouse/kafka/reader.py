@@ -11,13 +11,16 @@ import operator
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from lakehouse.errors import LakehouseError
 from lakehouse.kafka.offsets import PartitionRange
-from lakehouse.settings import Settings
+
+if TYPE_CHECKING:  # the reader process imports this module: pydantic stays out of it
+    from lakehouse.settings import Settings
 
 
 class KafkaReadError(LakehouseError):
@@ -77,7 +80,7 @@ class _Columns:
         return len(self.offsets)
 
 
-def consumer_config(settings: Settings) -> dict[str, object]:
+def consumer_config(settings: "Settings") -> dict[str, object]:
     """Consumer settings for bounded reads: manual assignment, nothing auto-committed."""
     return settings.kafka_client_config(
         **{  # type: ignore[arg-type]
