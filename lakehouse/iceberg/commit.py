@@ -37,7 +37,7 @@ from lakehouse.errors import (
 )
 from lakehouse.iceberg.catalog import NO_AUTO_RETRY, retry_locked
 from lakehouse.iceberg.evolution import evolve_schema, fits_schema, normalize_rows
-from lakehouse.iceberg.maintenance._transaction import ViewTransaction
+from lakehouse.iceberg.view_transaction import ViewTransaction
 
 log = logging.getLogger(__name__)
 

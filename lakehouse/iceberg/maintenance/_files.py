@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 from pyarrow import fs as pafs
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import PyArrowFileIO
-from pyiceberg.manifest import DataFileContent, ManifestFile
+from pyiceberg.manifest import DataFileContent, ManifestEntry, ManifestEntryStatus, ManifestFile
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Snapshot
+
+from lakehouse.iceberg.maintenance._avro import read_manifests
 
 
 @dataclass
@@ -82,14 +84,10 @@ def reachable_files(
             found.manifest_lists.add(snapshot.manifest_list)
             for manifest in listed:
                 manifests.setdefault(manifest.manifest_path, manifest)
-        cache = {} if cache is None else cache
-        todo = [m for path, m in manifests.items() if path not in cache]
-        for manifest, entries in zip(
-            todo,
-            pool.map(lambda m: _entries(io, m, live_entries_only), todo),
-            strict=True,
-        ):
-            cache[manifest.manifest_path] = entries
+    cache = {} if cache is None else cache
+    todo = [m for path, m in manifests.items() if path not in cache]
+    for manifest, entries in zip(todo, read_manifests(io, todo), strict=True):
+        cache[manifest.manifest_path] = _files_of(entries, live_entries_only)
     for path, manifest in manifests.items():
         found.manifests.add(path)
         found.sizes[path] = manifest.manifest_length
@@ -99,12 +97,13 @@ def reachable_files(
     return found
 
 
-def _entries(
-    io: FileIO, manifest: ManifestFile, live_only: bool
+def _files_of(
+    entries: list[ManifestEntry], live_only: bool
 ) -> list[tuple[str, DataFileContent, int]]:
     return [
         (e.data_file.file_path, e.data_file.content, e.data_file.file_size_in_bytes)
-        for e in manifest.fetch_manifest_entry(io, discard_deleted=live_only)
+        for e in entries
+        if not (live_only and e.status == ManifestEntryStatus.DELETED)
     ]
 
 

@@ -19,7 +19,6 @@ from lakehouse.iceberg.maintenance._manifests import ManifestEntries
 from lakehouse.iceberg.maintenance._producer import ReplaceFiles
 from lakehouse.iceberg.maintenance._rewrite import rewrite_groups
 from lakehouse.iceberg.maintenance._table import TableOrLoader, load
-from lakehouse.iceberg.maintenance._transaction import ViewTransaction
 from lakehouse.iceberg.maintenance.planning import (
     SMALL_FILE_RATIO,
     CompactionPlan,
@@ -28,6 +27,7 @@ from lakehouse.iceberg.maintenance.planning import (
     rebind,
 )
 from lakehouse.iceberg.maintenance.reports import Report
+from lakehouse.iceberg.view_transaction import ViewTransaction
 
 
 @dataclass(frozen=True)
