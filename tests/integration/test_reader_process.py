@@ -1,17 +1,25 @@
 """The reader child process against the real broker: same batches as reading in process,
 errors reach the parent, and the child never outlives its reader."""
 
+import os
+import signal
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from lakehouse.config import BatchLimits
+from lakehouse.demo.producer import produce
+from lakehouse.iceberg.catalog import load_catalog
 from lakehouse.kafka.admin import ensure_topic, topic_state
 from lakehouse.kafka.offsets import PartitionRange, plan_ranges
 from lakehouse.kafka.reader import KafkaReadError, RawBatch, consumer_config, read_batches
 from lakehouse.kafka.reader_process import ReaderProcess
 from lakehouse.settings import Settings
+from tests.integration.ingest_helpers import assert_exactly_once, fresh_spec, ingest_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -89,3 +97,47 @@ def test_the_child_ends_when_the_parent_stops_early(stack: Settings) -> None:
     assert len(first) == 100
     reader.close()
     assert reader.returncode is not None
+
+
+def test_ingest_reading_in_process_is_exactly_once_too(stack: Settings) -> None:
+    spec = fresh_spec(batch=BatchLimits(max_records=700))
+    report = produce(
+        stack,
+        "clicks",
+        count=2_000,
+        topic=spec.topic,
+        seed=21,
+        progress=False,
+        malformed_fraction=0.01,
+        collect_ids=True,
+    )
+    in_process = stack.model_copy(update={"reader_process": False})
+    done = ingest_once(in_process, spec)
+    assert done.batches >= 3 and done.records_written + done.dead_letters == 2_000
+    assert_exactly_once(stack, spec, set(report.ids))
+
+
+def test_a_reader_child_killed_mid_run_fails_the_run_and_loses_nothing(
+    stack: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches larger than the pipe holds, so the child is still reading when it dies.
+    spec = fresh_spec(batch=BatchLimits(max_records=5_000))
+    report = produce(
+        stack, "clicks", count=30_000, topic=spec.topic, seed=22, progress=False, collect_ids=True
+    )
+    real_batches = ReaderProcess.batches
+
+    def batches_then_kill(self: ReaderProcess, *args: Any, **kwargs: Any) -> Iterator[RawBatch]:
+        for index, batch in enumerate(real_batches(self, *args, **kwargs)):
+            yield batch
+            if index == 1:
+                os.kill(self._child.pid, signal.SIGKILL)  # the child dies mid-run
+
+    monkeypatch.setattr(ReaderProcess, "batches", batches_then_kill)
+    with pytest.raises(KafkaReadError, match="reader process ended"):
+        ingest_once(stack, spec)
+    monkeypatch.undo()
+    partial = load_catalog(stack).load_table(spec.table).scan().to_arrow().num_rows
+    assert 0 < partial < 30_000  # what was committed stays committed
+    ingest_once(stack, spec)
+    assert_exactly_once(stack, spec, set(report.ids))
