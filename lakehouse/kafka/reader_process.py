@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
@@ -35,8 +36,14 @@ class ReaderProcess:
     """A child process that reads Kafka for this one; start it early, it imports meanwhile."""
 
     def __init__(self, consumer_config: Mapping[str, object], topic: str) -> None:
+        # The child imports this package from where the parent has it, installed or not.
+        package_root = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
         self._child = subprocess.Popen(
-            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            [sys.executable, "-m", __name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
         )
         assert self._child.stdin is not None and self._child.stdout is not None
         _grow_pipe(self._child.stdout)
