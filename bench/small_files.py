@@ -36,7 +36,7 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform, IdentityTransform
 
 from lakehouse.iceberg.maintenance import compact
-from lakehouse.iceberg.maintenance._transaction import ViewTransaction
+from lakehouse.iceberg.view_transaction import ViewTransaction
 
 RESULTS = Path(__file__).parent / "results" / "small_files.json"
 
