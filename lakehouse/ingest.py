@@ -236,39 +236,42 @@ def _run_stages(
     failed: threading.Event,
     log: Callable[[str], None],
 ) -> None:
-    """Read; decode and write the data files; commit: one thread each, batches in order.
+    """Read; decode; write the data files; commit: one thread each, batches in order.
 
-    While batch N commits, N+1 is decoded and its files written, and N+2 read (by the
+    While batch N commits, N+1's files are written, N+2 is decoded and N+3 read (by the
     reader process, if any). The commit, the only step that must run one batch at a time,
-    holds no Parquet encoding (lakehouse/pipeline.py). Decoding and writing share a thread:
-    as two they fought over the GIL more than they overlapped. The first failure sets
-    `failed` (which stops `batches`) and is raised here.
+    holds no Parquet encoding (lakehouse/pipeline.py). The first failure sets `failed`
+    (which stops `batches`) and is raised here.
     """
     spec = run.spec
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakehouse-table") as bootstrap,
         Background("lakehouse-commit", failed) as committer,
+        Background("lakehouse-write", failed) as writer,
         Background("lakehouse-decode", failed) as decoder,
     ):
         # A first run creates its table while the first batch is read.
         table_ready = bootstrap.submit(_table_from_registry, run)
 
-        def decode_and_write(raw: RawBatch) -> None:
+        def decode(raw: RawBatch) -> None:
             ingested_at = datetime.now(UTC)
             decoded = decode_values(raw.values, run.schemas)
             rows = with_kafka_columns(decoded.table, raw, decoded.row_index, ingested_at)
-            batch = _Batch(raw, decoded, rows, ingested_at)
+            writer.submit(write, _Batch(raw, decoded, rows, ingested_at))
+
+        def write(batch: _Batch) -> None:
             if not run.table_exists:
                 run.table_exists = table_ready.result()
-            if not run.table_exists and rows.num_rows:
-                ensure_table(run.catalog, spec.table, rows.schema, spec.partition_by)
+            if not run.table_exists and batch.rows.num_rows:
+                ensure_table(run.catalog, spec.table, batch.rows.schema, spec.partition_by)
                 run.table_exists = True
-            batch.staged = stage_files(run.catalog, spec.table, rows, run.latest)
+            batch.staged = stage_files(run.catalog, spec.table, batch.rows, run.latest)
             committer.submit(_commit_batch, run, consumer, batch, log)
 
         for raw in batches:
-            decoder.submit(decode_and_write, raw)
+            decoder.submit(decode, raw)
         decoder.wait()
+        writer.wait()
         committer.wait()
 
 
