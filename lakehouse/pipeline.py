@@ -1,10 +1,12 @@
 """Run one job at a time on a background thread, in order, so the caller can prepare the next.
 
-Ingestion commits batch N here while it reads and decodes batch N+1. `submit` first waits for
-the previous job, so at most one job runs and none queues (memory: two batches), jobs never
-overlap or reorder, and no job starts after one failed. A failure is re-raised, unchanged,
-by the next `submit` or by `wait`; `failed` is set as soon as it happens, for the caller to
-stop early. Leaving the `with` block waits for the running job and ends the thread.
+Ingestion chains three of them (decode → write files → commit), each job submitting the next
+stage's. `submit` first waits for the previous job, so at most one job runs per stage and none
+queues (memory: a batch per stage, plus one waiting at each hand-over), jobs never overlap or
+reorder, and no job starts after one failed; stages of one pipeline may share `failed`. A
+failure is re-raised, unchanged, by the next `submit` or by `wait`; `failed` is set as soon as
+it happens, for the caller to stop early. Leaving the `with` block waits for the running job
+and ends the thread.
 """
 
 import threading
