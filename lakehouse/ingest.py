@@ -121,14 +121,20 @@ def with_kafka_columns(
 
 def plan(settings: Settings, spec: StreamSpec, catalog: Any | None = None) -> list[PartitionRange]:
     """The ranges a run started now would ingest (no message bodies are read)."""
-    return _plan(settings, spec, catalog)[0]
+    return _plan(settings, spec, catalog).ranges
 
 
-def _plan(
-    settings: Settings, spec: StreamSpec, catalog: Any | None
-) -> tuple[list[PartitionRange], str, Any]:
-    """The ranges, the topic's Kafka id and the catalog: Kafka is asked while the catalog
-    and the table load."""
+@dataclass(frozen=True)
+class _Planned:
+    ranges: list[PartitionRange]
+    topic_id: str
+    catalog: Any
+    table_exists: bool
+
+
+def _plan(settings: Settings, spec: StreamSpec, catalog: Any | None) -> _Planned:
+    """The ranges, the topic's Kafka id, the catalog and whether the table exists: Kafka is
+    asked while the catalog and the table load."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         asked = pool.submit(topic_state, settings, spec.topic)
         catalog = catalog if catalog is not None else load_catalog(settings)
@@ -138,7 +144,7 @@ def _plan(
     if table is not None:
         _refuse_recreated_topic(spec, table, state.topic_id)
     ranges = plan_ranges(spec.topic, committed, state.earliest, state.end)
-    return ranges, state.topic_id, catalog
+    return _Planned(ranges, state.topic_id, catalog, table_exists=table is not None)
 
 
 def _refuse_recreated_topic(spec: StreamSpec, table: Any, current: str) -> None:
@@ -195,9 +201,11 @@ def ingest(
             ranges = [
                 PartitionRange(p, s, e) for p, (s, e) in sorted(explicit_ranges.items()) if e > s
             ]
-            kafka_topic_id = topic_id(settings, spec.topic)
+            kafka_topic_id, table_exists = topic_id(settings, spec.topic), False
         else:
-            ranges, kafka_topic_id, catalog = _plan(settings, spec, catalog)
+            planned = _plan(settings, spec, catalog)
+            ranges, kafka_topic_id, catalog = planned.ranges, planned.topic_id, planned.catalog
+            table_exists = planned.table_exists
         log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
         consumer = Consumer(config)
         try:
@@ -205,7 +213,15 @@ def ingest(
             schemas = schemas if schemas is not None else RegistrySchemaSource(settings)
             report = IngestReport(stream=spec.name, topic=spec.topic, table=spec.table)
             run = _Run(
-                settings, catalog, schemas, spec, run_id, dead_letter_table, kafka_topic_id, report
+                settings,
+                catalog,
+                schemas,
+                spec,
+                run_id,
+                dead_letter_table,
+                kafka_topic_id,
+                report,
+                table_exists=table_exists,  # from planning: no second load to find out
             )
             _run_stages(run, consumer, batches, failed, log)
         finally:
@@ -251,7 +267,7 @@ def _run_stages(
         Background("lakehouse-decode", failed) as decoder,
     ):
         # A first run creates its table while the first batch is read.
-        table_ready = bootstrap.submit(_table_from_registry, run)
+        table_ready = None if run.table_exists else bootstrap.submit(_table_from_registry, run)
 
         def decode(raw: RawBatch) -> None:
             ingested_at = datetime.now(UTC)
@@ -260,7 +276,7 @@ def _run_stages(
             writer.submit(write, _Batch(raw, decoded, rows, ingested_at))
 
         def write(batch: _Batch) -> None:
-            if not run.table_exists:
+            if not run.table_exists and table_ready is not None:
                 run.table_exists = table_ready.result()
             if not run.table_exists and batch.rows.num_rows:
                 ensure_table(run.catalog, spec.table, batch.rows.schema, spec.partition_by)
