@@ -65,19 +65,80 @@ class RawBatch:
         )
 
 
+_LARGE_BINARY = pa.large_binary()
+_INT64 = pa.int64()
+_INT32 = pa.int32()
+
+
 @dataclass
 class _Columns:
-    """A batch being read: Python lists, turned into a RawBatch once complete."""
+    """A batch being read: Arrow chunks (one per `consume` result taken whole), and Python
+    lists for messages taken one by one; `chunk()` turns pending lists into a chunk, so the
+    chunks keep the order the messages were read in."""
 
+    chunks: list[tuple[pa.Array, ...]] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     timestamps_ms: list[int | None] = field(default_factory=list)
     keys: list[bytes | None] = field(default_factory=list)
     values: list[bytes | None] = field(default_factory=list)
+    count: int = 0
     nbytes: int = 0
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return self.count
+
+    def add_chunk(self, columns: tuple[pa.Array, ...]) -> None:
+        """Append Arrow columns (partitions, offsets, timestamps, keys, values)."""
+        self.chunk()
+        self.chunks.append(columns)
+        self.count += len(columns[0])
+        self.nbytes += columns[3].total_values_length + columns[4].total_values_length
+
+    def add_one(
+        self,
+        partition: int,
+        offset: int,
+        timestamp_ms: int | None,
+        key: bytes | None,
+        value: bytes | None,
+    ) -> None:
+        """Append one message."""
+        self.partitions.append(partition)
+        self.offsets.append(offset)
+        self.timestamps_ms.append(timestamp_ms)
+        self.keys.append(key)
+        self.values.append(value)
+        self.count += 1
+        self.nbytes += (len(value) if value else 0) + (len(key) if key else 0)
+
+    def chunk(self) -> None:
+        """Turn the messages appended one by one into a chunk."""
+        if not self.offsets:
+            return
+        self.chunks.append(
+            (
+                pa.array(self.partitions, _INT32),
+                pa.array(self.offsets, _INT64),
+                pa.array(self.timestamps_ms, _INT64),
+                pa.array(self.keys, _LARGE_BINARY),
+                pa.array(self.values, _LARGE_BINARY),
+            )
+        )
+        for pending in (self.partitions, self.offsets, self.timestamps_ms, self.keys, self.values):
+            pending.clear()
+
+    def columns(self) -> list[pa.Array]:
+        """The five columns, every chunk joined."""
+        self.chunk()
+        if not self.chunks:
+            return [
+                pa.array([], kind)
+                for kind in (_INT32, _INT64, _INT64, _LARGE_BINARY, _LARGE_BINARY)
+            ]
+        if len(self.chunks) == 1:
+            return list(self.chunks[0])
+        return [pa.concat_arrays(list(parts)) for parts in zip(*self.chunks, strict=True)]
 
 
 def consumer_config(settings: "Settings") -> dict[str, object]:
@@ -189,10 +250,7 @@ def _read_one(
         last_progress = time.monotonic()
         if not cursor.take_all(messages, batch):
             cursor.take_each(messages, batch)
-    raw = RawBatch.of(
-        cursor.topic, batch.partitions, batch.offsets, batch.timestamps_ms, batch.keys, batch.values
-    )
-    raw.nbytes = batch.nbytes
+    raw = RawBatch(cursor.topic, *batch.columns(), nbytes=batch.nbytes)
     raw.start_offsets = start_offsets
     raw.next_offsets = {p: position[p] for p in start_offsets}
     return raw
@@ -230,14 +288,16 @@ class _Cursor:
         last = dict(zip(partitions, offsets, strict=True))
         if any(p not in self.open or o >= self.end[p] for p, o in last.items()):
             return False
-        keys = list(map(Message.key, messages))
-        values = list(map(Message.value, messages))
-        batch.partitions += partitions
-        batch.offsets += offsets
-        batch.timestamps_ms += map(_SECOND, map(Message.timestamp, messages))
-        batch.keys += keys
-        batch.values += values
-        batch.nbytes += sum(map(len, filter(None, values))) + sum(map(len, filter(None, keys)))
+        n = len(messages)
+        batch.add_chunk(
+            (
+                pa.array(partitions, _INT32),
+                pa.array(offsets, _INT64),
+                pa.array(map(_SECOND, map(Message.timestamp, messages)), _INT64, size=n),
+                pa.array(map(Message.key, messages), _LARGE_BINARY, size=n),
+                pa.array(map(Message.value, messages), _LARGE_BINARY, size=n),
+            )
+        )
         for partition, offset in last.items():
             self.advance(partition, offset)
         return True
@@ -262,14 +322,7 @@ class _Cursor:
             offset: int = message.offset()  # type: ignore[assignment]
             if partition not in self.open or offset >= self.end[partition]:
                 continue  # fetched past the planned end: not ours
-            value = message.value()
-            key = message.key()
-            batch.partitions.append(partition)
-            batch.offsets.append(offset)
-            batch.timestamps_ms.append(message.timestamp()[1])
-            batch.keys.append(key)
-            batch.values.append(value)
-            batch.nbytes += (len(value) if value else 0) + (len(key) if key else 0)
+            batch.add_one(partition, offset, message.timestamp()[1], message.key(), message.value())
             self.advance(partition, offset)
 
     def advance(self, partition: int, offset: int) -> None:

@@ -132,8 +132,8 @@ def _receive(stream: IO[bytes], topic: str) -> RawBatch | None:
     body = stream.read(header["body"])
     if len(body) != header["body"]:
         raise KafkaReadError(f"reading {topic}: the reader process ended mid-batch")
-    table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
-    columns = {name: table.column(name).combine_chunks() for name in _COLUMNS}
+    [record_batch] = pa.ipc.open_stream(pa.py_buffer(body))  # one per batch: no copy
+    columns = {name: record_batch.column(name) for name in _COLUMNS}
     return RawBatch(
         topic=topic,
         nbytes=header["nbytes"],
@@ -144,10 +144,10 @@ def _receive(stream: IO[bytes], topic: str) -> RawBatch | None:
 
 
 def _send(stream: IO[bytes], batch: RawBatch) -> None:
-    table = pa.table({name: getattr(batch, name) for name in _COLUMNS})
+    record_batch = pa.record_batch({name: getattr(batch, name) for name in _COLUMNS})
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
+    with pa.ipc.new_stream(sink, record_batch.schema) as writer:
+        writer.write_batch(record_batch)
     body = sink.getvalue()
     header = {
         "nbytes": batch.nbytes,
