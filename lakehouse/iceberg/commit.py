@@ -24,7 +24,6 @@ from pyiceberg.exceptions import (
     NoSuchTableError,
     ValidationException,
 )
-from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
@@ -36,6 +35,7 @@ from lakehouse.errors import (
     SchemaEvolutionError,
 )
 from lakehouse.iceberg.catalog import NO_AUTO_RETRY, retry_locked
+from lakehouse.iceberg.data_files import write_data_files
 from lakehouse.iceberg.evolution import evolve_schema, fits_schema, normalize_rows
 from lakehouse.iceberg.view_transaction import ViewTransaction
 
@@ -148,7 +148,7 @@ def stage_files(
     if not fits_schema(table.schema(), rows.schema):
         return None
     metadata = table.metadata
-    data_files = tuple(_dataframe_to_data_files(metadata, rows, table.io))
+    data_files = tuple(write_data_files(table.io, metadata, rows))
     return StagedFiles(rows, data_files, metadata.current_schema_id, metadata.default_spec_id)
 
 
