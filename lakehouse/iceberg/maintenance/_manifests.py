@@ -67,6 +67,12 @@ class ManifestEntries:
             entries = self._entries[manifest.manifest_path]
         return entries
 
+    def clear(self) -> None:
+        """Drop every entry read (freed at once by reference counting, even while a
+        producer or transaction that points at this cache is still in a reference cycle)."""
+        self._entries.clear()
+        self._lists.clear()
+
     def live(self, manifest: ManifestFile) -> list[ManifestEntry]:
         """Entries of `manifest` that are not marked deleted."""
         return [e for e in self.all(manifest) if e.status != ManifestEntryStatus.DELETED]

@@ -137,40 +137,60 @@ def compact(
     Table properties (the ingest offsets) are never touched.
     """
     started = time.monotonic()
-    with no_gc():  # planning and committing: see `_gc`
+    with no_gc():  # the whole run: see `_gc`
         table = load(table_or_loader)
         entries = ManifestEntries(table.io)
-        plan = plan_compaction(
-            table,
-            target_file_size_bytes=target_file_size_bytes,
-            min_input_files=min_input_files,
-            partition_filter=partition_filter,
-            small_file_ratio=small_file_ratio,
-            entries=entries,
-        )
+        try:
+            return _compact(
+                table_or_loader,
+                table,
+                entries,
+                started,
+                target_file_size_bytes=target_file_size_bytes,
+                min_input_files=min_input_files,
+                partition_filter=partition_filter,
+                max_attempts=max_attempts,
+                small_file_ratio=small_file_ratio,
+                min_manifests_to_merge=min_manifests_to_merge,
+            )
+        finally:
+            entries.clear()
+
+
+def _compact(
+    table_or_loader: TableOrLoader,
+    table: Table,
+    entries: ManifestEntries,
+    started: float,
+    *,
+    target_file_size_bytes: int,
+    min_input_files: int,
+    partition_filter: BooleanExpression | None,
+    max_attempts: int,
+    small_file_ratio: float,
+    min_manifests_to_merge: int,
+) -> CompactionReport:
+    plan = plan_compaction(
+        table,
+        target_file_size_bytes=target_file_size_bytes,
+        min_input_files=min_input_files,
+        partition_filter=partition_filter,
+        small_file_ratio=small_file_ratio,
+        entries=entries,
+    )
     manifests_before = _manifest_count(table, entries)
     merge = manifests_before >= min_manifests_to_merge
     groups = plan.groups
     phases = [time.monotonic() - started]
     if not groups and not merge:
-        return _report(
-            plan,
-            groups,
-            {},
-            manifests_before,
-            manifests_before,
-            0,
-            started,
-            -1,
-        )
+        return _report(plan, groups, {}, manifests_before, manifests_before, 0, started, -1)
 
     written = _rewrite_all(table, groups)
     phases.append(time.monotonic() - started - phases[0])
     try:
-        with no_gc():
-            table, groups, snapshot_ids, attempts = _commit_with_retries(
-                table_or_loader, table, groups, written, merge, max_attempts, entries
-            )
+        table, groups, snapshot_ids, attempts = _commit_with_retries(
+            table_or_loader, table, groups, written, merge, max_attempts, entries
+        )
     except CommitConflictError:
         _discard(table, written)
         raise
