@@ -7,10 +7,10 @@ overlapping run or retry after a crash neither loses nor duplicates an event.
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,6 +36,8 @@ from lakehouse.kafka.reader import RawBatch, consumer_config, read_batches
 from lakehouse.kafka.reader_process import ReaderProcess
 from lakehouse.pipeline import Background
 from lakehouse.settings import Settings
+
+T = TypeVar("T")
 
 KAFKA_COLUMNS = (
     "_kafka_topic",
@@ -132,6 +134,15 @@ class _Planned:
     table_exists: bool
 
 
+def _in_background(function: Callable[..., T], *args: Any) -> "Future[T]":
+    """`function(*args)` started on a thread of its own; its future."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakehouse-setup")
+    try:
+        return pool.submit(function, *args)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends once the call is done
+
+
 def _plan(settings: Settings, spec: StreamSpec, catalog: Any | None) -> _Planned:
     """The ranges, the topic's Kafka id, the catalog and whether the table exists: Kafka is
     asked while the catalog and the table load."""
@@ -194,6 +205,8 @@ def ingest(
     # Started first: the child imports and connects while this process plans.
     config = consumer_config(settings)
     reader = ReaderProcess(config, spec.topic) if settings.reader_process else None
+    # The registry client (an SSL context, ~50 ms) is made while planning too.
+    registry = _in_background(RegistrySchemaSource, settings) if schemas is None else None
     failed = threading.Event()  # set by the first stage that fails: reading stops
     try:
         if explicit_ranges is not None:
@@ -209,8 +222,8 @@ def ingest(
         log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
         consumer = Consumer(config)
         try:
-            batches = _batches(spec, consumer, reader, ranges, failed.is_set)  # reading starts
-            schemas = schemas if schemas is not None else RegistrySchemaSource(settings)
+            batches = _batches(spec, consumer, reader, ranges, failed.is_set)
+            schemas = schemas if registry is None else registry.result()
             report = IngestReport(stream=spec.name, topic=spec.topic, table=spec.table)
             run = _Run(
                 settings,
@@ -298,27 +311,56 @@ def _batches(
     ranges: list[PartitionRange],
     stop: Callable[[], bool],
 ) -> Iterator[RawBatch]:
-    """The run's batches, read by the child process if there is one, else by `consumer`.
+    """The run's batches, read by `consumer` and, for a backlog of more than one batch, by the
+    reader process as soon as it is ready.
 
-    A backlog of more than one batch starts with a quarter batch, so decoding starts sooner.
+    A backlog of more than one batch starts with quarter batches, so decoding starts sooner;
+    this process reads them itself while the reader process starts (a few tenths of a second).
     """
     most, max_bytes = spec.batch.max_records, spec.batch.max_bytes
-    first = most // 4 if total_lag(ranges) > most else None
     if not any(r.count for r in ranges):
         return iter(())
-    if reader is not None:
-        return reader.batches(
-            ranges, max_records=most, max_bytes=max_bytes, first_max_records=first, stop=stop
+    backlog = total_lag(ranges) > most
+    if reader is None or not backlog:
+        if reader is not None:
+            reader.close()  # one batch: reading it here is sooner than starting the child
+        first = most // 4 if backlog else None
+        return read_batches(
+            consumer,
+            spec.topic,
+            ranges,
+            max_records=most,
+            max_bytes=max_bytes,
+            first_max_records=first,
+            stop=stop,
         )
-    return read_batches(
-        consumer,
-        spec.topic,
-        ranges,
-        max_records=most,
-        max_bytes=max_bytes,
-        first_max_records=first,
-        stop=stop,
+    return _head_then_reader(spec, consumer, reader, ranges, stop)
+
+
+def _head_then_reader(
+    spec: StreamSpec,
+    consumer: Consumer,
+    reader: ReaderProcess,
+    ranges: list[PartitionRange],
+    stop: Callable[[], bool],
+) -> Iterator[RawBatch]:
+    """Quarter batches read here until the reader process is ready, then the rest from it."""
+    most, max_bytes = spec.batch.max_records, spec.batch.max_bytes
+    position = {r.partition: r.start for r in ranges}
+    head = read_batches(
+        consumer, spec.topic, ranges, max_records=max(1, most // 4), max_bytes=max_bytes, stop=stop
     )
+    try:
+        for batch in head:
+            position.update(batch.next_offsets)
+            yield batch
+            if reader.ready():
+                break
+    finally:
+        head.close()  # stops fetching here
+    rest = [PartitionRange(r.partition, position[r.partition], r.end) for r in ranges]
+    if any(r.count for r in rest) and not stop():
+        yield from reader.batches(rest, max_records=most, max_bytes=max_bytes, stop=stop)
 
 
 def _commit_batch(run: _Run, consumer: Consumer, batch: _Batch, log: Callable[[str], None]) -> None:

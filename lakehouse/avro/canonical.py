@@ -12,6 +12,7 @@ Likewise polars wraps int/long varints beyond their range; the last byte of ever
 full-length varint is checked for that.
 """
 
+import functools
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -47,23 +48,28 @@ def exact_rows(
     starts = pc.subtract(pc.cumulative_sum(lengths), lengths)
     joined = pa.py_buffer(datum_bytes(datums))
     walker = _Walker(pa.Array.from_buffers(pa.uint8(), joined.size, [None, joined]))
-    ok = pa.repeat(pa.scalar(True), len(datums))
+    ok = None
     offset = starts
     for field in schema.fields:  # type: ignore[attr-defined]
         column = table.column(field.name).combine_chunks()
         sizes, good = walker.walk(column, field.type, offset)
         offset = pc.add(offset, sizes)
-        ok = pc.and_(ok, good)
-    return pc.and_(ok, pc.equal(pc.subtract(offset, starts), lengths))  # type: ignore[no-any-return]
+        ok = _both(ok, good)
+    return _both(ok, pc.equal(pc.subtract(offset, starts), lengths))  # type: ignore[return-value]
 
 
 def varint_sizes(values: pa.Array) -> pa.Array:
     """Bytes of the zig-zag varint encoding of each integer (nulls count as 0)."""
-    v = pc.fill_null(pc.cast(values, _I64), 0)
+    v = pc.cast(values, _I64)
+    if v.null_count:
+        v = pc.fill_null(v, 0)
+    low, high = (x.as_py() or 0 for x in pc.min_max(v).values())
     # zigzag(v) < 2**(7k)  <=>  m < 2**(7k-1), with m = v for v >= 0 and ~v for v < 0
-    m = pc.if_else(pc.less(v, 0), pc.bit_wise_not(v), v)
+    if low >= 0:
+        m, largest = v, high
+    else:
+        m, largest = pc.if_else(pc.less(v, 0), pc.bit_wise_not(v), v), max(high, ~low)
     size = _full(len(v), 1)
-    largest = pc.max(m).as_py() or 0
     for k in range(1, 10):
         threshold = 1 << (7 * k - 1)
         if largest < threshold:
@@ -72,8 +78,17 @@ def varint_sizes(values: pa.Array) -> pa.Array:
     return size
 
 
+@functools.lru_cache(maxsize=8)
 def _full(n: int, value: int) -> pa.Array:
+    """n times `value` (cached: a few are needed again and again for one group)."""
     return pa.repeat(pa.scalar(value, _I64), n)
+
+
+def _both(a: pa.Array | None, b: pa.Array | None) -> pa.Array | None:
+    """Element-wise and of two checks; None is a check every element passed."""
+    if a is None:
+        return b
+    return a if b is None else pc.and_(a, b)
 
 
 class _Walker:
@@ -88,11 +103,14 @@ class _Walker:
         clipped = pc.min_element_wise(pc.max_element_wise(positions, 0), len(self.buffer) - 1)
         return pc.take(self.buffer, clipped)
 
-    def walk(self, array: pa.Array, schema: Schema, starts: pa.Array) -> tuple[pa.Array, pa.Array]:
-        """(size of each element, element passed the checks), elements starting at `starts`."""
+    def walk(
+        self, array: pa.Array, schema: Schema, starts: pa.Array
+    ) -> tuple[pa.Array, pa.Array | None]:
+        """(size of each element, element passed the checks), elements starting at `starts`;
+        None for checks when the type has none (every element passes)."""
         n = len(array)
         kind = schema.type
-        ok = pa.repeat(pa.scalar(True), n)
+        ok = None
         if kind == "union":
             inner, null_index = nullable_branch(schema)  # type: ignore[misc]
             valid = array.is_valid()
@@ -100,7 +118,9 @@ class _Walker:
             ok = pc.equal(pc.cast(self.byte_at(starts), _I64), pc.cast(expected, _I64))
             sizes, inner_ok = self.walk(array, inner, pc.add(starts, 1))
             sizes = pc.if_else(valid, pc.add(sizes, 1), 1)
-            return sizes, pc.and_(ok, pc.or_(inner_ok, pc.invert(valid)))
+            return sizes, ok if inner_ok is None else pc.and_(
+                ok, pc.or_(inner_ok, pc.invert(valid))
+            )
         if kind in _FIXED_SIZES:
             return _full(n, _FIXED_SIZES[kind]), ok
         if kind == "fixed":
@@ -116,8 +136,10 @@ class _Walker:
             last = pc.cast(self.byte_at(pc.add(starts, width - 1)), _I64)
             return sizes, pc.or_(pc.less(sizes, width), pc.less_equal(last, top))
         if kind in ("string", "bytes"):
-            lengths = pc.fill_null(pc.binary_length(array), 0)
-            return pc.add(varint_sizes(lengths), pc.cast(lengths, _I64)), ok
+            lengths = pc.cast(pc.binary_length(array), _I64)
+            if lengths.null_count:
+                lengths = pc.fill_null(lengths, 0)
+            return pc.add(varint_sizes(lengths), lengths), ok
         if kind == "enum":
             return varint_sizes(_enum_indexes(array, schema.symbols)), ok  # type: ignore[attr-defined]
         if kind in ("record", "error"):
@@ -125,7 +147,7 @@ class _Walker:
             for i, field in enumerate(schema.fields):  # type: ignore[attr-defined]
                 child_sizes, child_ok = self.walk(array.field(i), field.type, pc.add(starts, sizes))
                 sizes = pc.add(sizes, child_sizes)
-                ok = pc.and_(ok, child_ok)
+                ok = _both(ok, child_ok)
             return sizes, ok
         if kind == "array":
             return self._walk_list(array, schema.items, starts)  # type: ignore[attr-defined]
@@ -133,7 +155,7 @@ class _Walker:
 
     def _walk_list(
         self, array: pa.Array, items: Schema, starts: pa.Array
-    ) -> tuple[pa.Array, pa.Array]:
+    ) -> tuple[pa.Array, pa.Array | None]:
         offsets = pc.cast(array.offsets, _I64)
         first = offsets[0].as_py()
         local = pc.subtract(offsets, first)
@@ -142,7 +164,7 @@ class _Walker:
         header = varint_sizes(counts)
         nonempty = pc.greater(counts, 0)
         if len(values) == 0:
-            return _full(len(array), 1), pa.array([True] * len(array))
+            return _full(len(array), 1), None
         # Item sizes do not depend on where the items start: measure first, then place.
         item_sizes, _ = self.walk(values, items, _full(len(values), 0))
         ends = pa.concat_arrays([_full(1, 0), pc.cumulative_sum(item_sizes)])
@@ -153,10 +175,12 @@ class _Walker:
             pc.subtract(ends[:-1], pc.take(before_list, owner)),
         )
         _, item_ok = self.walk(values, items, item_starts)
-        bad_owners = pc.filter(owner, pc.invert(item_ok))
-        ok = pc.invert(
-            pc.is_in(pa.array(range(len(array)), _I64), value_set=pc.cast(bad_owners, _I64))
-        )
+        ok = None
+        if item_ok is not None:
+            bad_owners = pc.filter(owner, pc.invert(item_ok))
+            ok = pc.invert(
+                pc.is_in(pa.array(range(len(array)), _I64), value_set=pc.cast(bad_owners, _I64))
+            )
         totals = pc.subtract(pc.take(ends, local[1:]), before_list)
         sizes = pc.if_else(nonempty, pc.add(pc.add(header, totals), 1), 1)
         return sizes, ok

@@ -7,6 +7,9 @@ every batch through a pipe: a JSON header line, then the batch as an Arrow IPC s
 The parent gets the same `RawBatch`es `read_batches` yields, in order; it never commits
 anything the child did not read, so exactly-once is untouched.
 
+Once connected, the child says `{"ready": true}`: until then, which takes a few tenths of a
+second, the parent may read the first batches itself (`ready()` tells it when to hand over).
+
 The child reads only as far ahead as the pipe lets it (one batch): memory stays bounded by
 the batch limits. It exits when the ranges are read, when the parent closes the pipe (it
 stopped, or died: the next write fails), or after writing an error header, which the
@@ -16,6 +19,7 @@ parent raises as `KafkaReadError`.
 import contextlib
 import json
 import os
+import select
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -53,6 +57,19 @@ class ReaderProcess:
         hello = {"config": dict(consumer_config), "topic": topic}
         self._child.stdin.write(json.dumps(hello).encode() + b"\n")
         self._child.stdin.flush()
+        self._ready = False
+
+    def ready(self) -> bool:
+        """True once the child has connected and waits for its ranges (never blocks)."""
+        stdout = self._child.stdout
+        assert stdout is not None
+        if not self._ready and select.select([stdout], [], [], 0)[0]:
+            line = stdout.readline()  # the child writes this line whole, right away
+            if json.loads(line or b"{}").get("ready"):
+                self._ready = True
+            else:
+                raise KafkaReadError(f"reading {self._topic}: the reader process failed to start")
+        return self._ready
 
     def batches(
         self,
@@ -82,6 +99,8 @@ class ReaderProcess:
             child.stdin.close()
         except BrokenPipeError as exc:
             raise KafkaReadError(f"reading {topic}: the reader process is gone") from exc
+        if not self._ready:
+            _skip_ready(child.stdout, topic)
         return _received(child.stdout, topic, stop)
 
     @property
@@ -117,6 +136,13 @@ def _received(stream: IO[bytes], topic: str, stop: Callable[[], bool]) -> Iterat
         if batch is None:
             return
         yield batch
+
+
+def _skip_ready(stream: IO[bytes], topic: str) -> None:
+    """Wait for the child's ready line (its first), which `ready()` has not read."""
+    line = stream.readline()
+    if not json.loads(line or b"{}").get("ready"):
+        raise KafkaReadError(f"reading {topic}: the reader process failed to start")
 
 
 def _receive(stream: IO[bytes], topic: str) -> RawBatch | None:
@@ -181,6 +207,8 @@ def _child() -> None:
     try:
         with contextlib.suppress(Exception):  # a warm-up: reading reports the real errors
             consumer.list_topics(topic, timeout=10)
+        out.write(b'{"ready": true}\n')
+        out.flush()
         request = json.loads(sys.stdin.buffer.readline())
         ranges = [PartitionRange(p, s, e) for p, s, e in request["ranges"]]
         with Background("lakehouse-send") as sender:

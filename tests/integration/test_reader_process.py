@@ -3,6 +3,7 @@ errors reach the parent, and the child never outlives its reader."""
 
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -140,4 +141,59 @@ def test_a_reader_child_killed_mid_run_fails_the_run_and_loses_nothing(
     partial = load_catalog(stack).load_table(spec.table).scan().to_arrow().num_rows
     assert 0 < partial < 30_000  # what was committed stays committed
     ingest_once(stack, spec)
+    assert_exactly_once(stack, spec, set(report.ids))
+
+
+def test_the_child_says_when_it_is_ready(stack: Settings) -> None:
+    topic, ranges = _topic_with_messages(stack, 300)
+    with ReaderProcess(consumer_config(stack), topic) as reader:
+        deadline = time.monotonic() + 30
+        while not reader.ready():
+            assert time.monotonic() < deadline, "the reader process never became ready"
+            time.sleep(0.01)
+        assert reader.ready()  # stays ready; the line is read once
+        there = list(reader.batches(ranges, max_records=100, max_bytes=1 << 20))
+    assert len(_as_rows(there)) == 300
+
+
+@pytest.mark.parametrize("ready_after", [2, None], ids=["hand-over", "child-never-ready"])
+def test_a_backlog_starts_here_and_goes_on_in_the_child_exactly_once(
+    stack: Settings, monkeypatch: pytest.MonkeyPatch, ready_after: int | None
+) -> None:
+    """Quarter batches are read in this process until the child is ready, the rest by it."""
+    spec = fresh_spec(batch=BatchLimits(max_records=2_000))
+    report = produce(
+        stack,
+        "clicks",
+        count=12_000,
+        topic=spec.topic,
+        seed=23,
+        progress=False,
+        malformed_fraction=0.01,
+        collect_ids=True,
+    )
+    asked = 0
+    from_child = 0
+    real_batches = ReaderProcess.batches
+
+    def ready(self: ReaderProcess) -> bool:
+        nonlocal asked
+        asked += 1
+        return ready_after is not None and asked > ready_after
+
+    def counted(self: ReaderProcess, *args: Any, **kwargs: Any) -> Iterator[RawBatch]:
+        nonlocal from_child
+        for batch in real_batches(self, *args, **kwargs):
+            from_child += len(batch)
+            yield batch
+
+    monkeypatch.setattr(ReaderProcess, "ready", ready)
+    monkeypatch.setattr(ReaderProcess, "batches", counted)
+    done = ingest_once(stack, spec)
+    assert done.records_written + done.dead_letters == 12_000
+    if ready_after is None:
+        assert from_child == 0  # the child was never ready: every batch was read here
+        assert done.batches == 12_000 // 500
+    else:
+        assert from_child == 12_000 - 3 * 500  # three quarter batches here, the rest there
     assert_exactly_once(stack, spec, set(report.ids))
