@@ -220,7 +220,10 @@ def ingest(
             ranges, kafka_topic_id, catalog = planned.ranges, planned.topic_id, planned.catalog
             table_exists = planned.table_exists
         log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
-        consumer = Consumer(config)
+        # With a reader process this consumer reads a few quarter batches at most: a shallow
+        # prefetch, or librdkafka fetches (and throws away) what the child reads.
+        shallow = {"queued.min.messages": max(1_000, spec.batch.max_records // 8)}
+        consumer = Consumer(config if reader is None else {**config, **shallow})
         try:
             batches = _batches(spec, consumer, reader, ranges, failed.is_set)
             schemas = schemas if registry is None else registry.result()

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
         }
         if self.schema_registry_basic_auth is not None:
             config["basic.auth.user.info"] = self.schema_registry_basic_auth.get_secret_value()
+        urls = [url.strip().lower() for url in self.schema_registry_url.split(",")]
+        if all(url.startswith("http://") for url in urls):
+            # No TLS to verify: the client need not load the CA bundle (~40 ms CPU each time).
+            config["ssl.ca.location"] = False
         return config
 
     @property

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from lakehouse.avro import RegistrySchemaSource
 from lakehouse.errors import DecodeError, RegistryError, RegistryUnavailableError
@@ -123,3 +124,19 @@ def test_hanging_registry_hits_the_timeout(registry: Registry) -> None:
     with pytest.raises(RegistryUnavailableError):
         source(registry, timeout=0.3).writer_schema(7)
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("url", "skips_ca_bundle"),
+    [
+        ("http://127.0.0.1:8081", True),
+        ("http://a:8081,http://b:8081", True),
+        ("https://registry.example.com", False),
+        ("http://a:8081,https://b:8081", False),
+    ],
+)
+def test_the_ca_bundle_is_loaded_only_for_tls(url: str, skips_ca_bundle: bool) -> None:
+    config = Settings(schema_registry_url=url).registry_client_config()
+    assert ("ssl.ca.location" in config) is skips_ca_bundle
+    client = SchemaRegistryClient(config)  # confluent-kafka accepts the config either way
+    assert client is not None
