@@ -30,7 +30,7 @@ from lakehouse.iceberg.commit import (
     topic_id_key,
 )
 from lakehouse.iceberg.dead_letters import commit_dead_letters, dead_letter_rows
-from lakehouse.kafka.admin import topic_id, topic_state
+from lakehouse.kafka.admin import TopicState, topic_id, topic_state
 from lakehouse.kafka.offsets import PartitionRange, plan_ranges, total_lag
 from lakehouse.kafka.reader import RawBatch, consumer_config, read_batches
 from lakehouse.kafka.reader_process import ReaderProcess
@@ -239,15 +239,37 @@ def ingest(
                 report,
                 table_exists=table_exists,  # from planning: no second load to find out
             )
-            _run_stages(run, consumer, batches, failed, log)
+            # Kafka's end offsets are asked once reading is done, while the last batches commit.
+            ends: list[Future[TopicState]] = []
+
+            def ask_ends() -> None:
+                ends.append(_in_background(topic_state, settings, spec.topic))
+
+            _run_stages(run, consumer, _then(batches, ask_ends), failed, log)
         finally:
             consumer.close()
     finally:
         if reader is not None:
             reader.close()
-    report.lag_left = total_lag(plan(settings, spec, catalog)) if explicit_ranges is None else 0
+    if explicit_ranges is None:
+        report.lag_left = _lag_left(run, ends[0].result() if ends else None)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _then(batches: Iterator[RawBatch], action: Callable[[], object]) -> Iterator[RawBatch]:
+    """The batches, then `action()` once they are all read."""
+    yield from batches
+    action()
+
+
+def _lag_left(run: _Run, state: TopicState | None) -> int:
+    """Offsets left after the run: Kafka's end offsets (asked as reading ended, if given)
+    less the offsets the run's last commit left in the table."""
+    if state is None or run.latest is None:
+        return total_lag(plan(run.settings, run.spec, run.catalog))
+    committed = committed_offsets(run.latest, run.spec.topic)
+    return total_lag(plan_ranges(run.spec.topic, committed, state.earliest, state.end))
 
 
 @dataclass

@@ -172,3 +172,28 @@ def test_plan_reads_no_bodies_and_matches_lag(stack: Settings) -> None:
     assert sum(r.count for r in ranges) == 120
     ingest_once(stack, spec)
     assert plan(stack, spec) == []
+
+
+def test_lag_left_counts_what_arrived_while_the_run_read(
+    stack: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lakehouse.ingest
+
+    spec = fresh_spec(batch=BatchLimits(max_records=400))
+    produce(stack, "clicks", count=1000, topic=spec.topic, seed=31, progress=False)
+    real_topic_state = lakehouse.ingest.topic_state
+    calls = 0
+
+    def topic_state_after_more_events(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the first call plans; the second is asked once reading is done
+            produce(stack, "clicks", count=37, topic=spec.topic, seed=32, progress=False)
+        return real_topic_state(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lakehouse.ingest, "topic_state", topic_state_after_more_events)
+    run = ingest_once(stack, spec)
+    assert calls == 2
+    assert run.records_written == 1000 and run.lag_left == 37
+    monkeypatch.undo()
+    assert ingest_once(stack, spec).records_written == 37
