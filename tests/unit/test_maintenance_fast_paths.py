@@ -203,3 +203,46 @@ def test_files_of_an_older_spec_are_repartitioned(catalog: SqlCatalog, flat: boo
     assert table_rows(fresh).equals(expected)
     files = [t.file for t in fresh.scan().plan_files()]
     assert again.files_written == len(files) == len({tuple(f.partition._data) for f in files})
+
+
+def test_copy_entries_writes_what_delete_and_existing_write(catalog: SqlCatalog) -> None:
+    """`copy_entries` (one pass, one block call) gives the manifest that `ManifestWriter.delete`
+    and `.existing` give entry by entry: same entries, counts, minimum sequence number and
+    partition summaries; entries DELETED earlier are dropped."""
+    from pyiceberg.manifest import write_manifest
+
+    table = _table(catalog, "copies", PARTITIONINGS["day-and-identity"])
+    report = compact(table, target_file_size_bytes=1 << 20, min_manifests_to_merge=2)
+    ingest(table, batches=2, size=30, first_id=1_000)
+    snapshots = (table.metadata.snapshot_by_id(report.snapshot_id), table.current_snapshot())
+    manifests = {m.manifest_path: m for s in snapshots for m in s.manifests(table.io)}
+    entries = [e for es in _avro.read_manifests(table.io, list(manifests.values())) for e in es]
+    assert {e.status for e in entries} == set(ManifestEntryStatus)
+    live = [e for e in entries if e.status != ManifestEntryStatus.DELETED]
+    deleted = {e.data_file.file_path for e in live[::2]}
+    written = []
+    for bulk in (False, True):
+        path = f"{table.location()}/metadata/copy-{uuid.uuid4()}.avro"
+        writer = _avro.fast_manifest_writer(
+            write_manifest(
+                2, table.spec(), table.schema(), table.io.new_output(path), 42, "deflate"
+            )
+        )
+        with writer:
+            if bulk:
+                _avro.copy_entries(writer, entries, deleted)
+            else:
+                for entry in live:
+                    if entry.data_file.file_path in deleted:
+                        writer.delete(entry)
+                    else:
+                        writer.existing(entry)
+        written.append(writer.to_manifest_file())
+    one_by_one, bulk_ = written
+    assert _deep(one_by_one)[1][2:] == _deep(bulk_)[1][2:]  # all but the path and length
+    assert [_deep(e) for e in one_by_one.fetch_manifest_entry(table.io, False)] == [
+        _deep(e) for e in bulk_.fetch_manifest_entry(table.io, False)
+    ]
+    marked = sum(e.data_file.file_path in deleted for e in live)
+    assert one_by_one.deleted_files_count == marked > 0
+    assert one_by_one.existing_files_count == len(live) - marked > 0

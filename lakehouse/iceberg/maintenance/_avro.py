@@ -497,17 +497,38 @@ class FastAvroOutputFile(AvroOutputFile[ManifestEntry]):
         self._pending = io.BytesIO()
         self._count = 0
         self.written: list[ManifestEntry] = []
+        self._optionals: dict[int | None, bytes] = {None: b"\x00"}
+
+    def _optional(self, value: int | None) -> bytes:
+        """A `[null, long]` union value, encoded (snapshot ids and sequence numbers repeat)."""
+        found = self._optionals.get(value)
+        if found is None:
+            found = self._optionals[value] = b"\x02" + _long(value)  # type: ignore[arg-type]
+        return found
 
     def write_block(self, objects: list[ManifestEntry]) -> None:
         self.written.extend(objects)
+        pending, avro_json, optional = self._pending, self._avro_json, self._optional
+        copyable = self._copyable
         for entry in objects:
             raw = getattr(entry.data_file, "_lakehouse_avro", None)
-            if self._copyable and raw is not None and raw[0] == self._avro_json:
+            if copyable and raw is not None and raw[0] == avro_json:
                 # read from a manifest of this very schema: re-encode only the entry's
                 # status, snapshot id and sequence numbers, copy the data_file bytes
-                self._pending.write(_prefix(entry) + raw[1])
+                status, snapshot_id, sequence_number, file_sequence_number = entry._data[:4]
+                pending.write(
+                    b"".join(
+                        (
+                            _long(int(status)),
+                            optional(snapshot_id),
+                            optional(sequence_number),
+                            optional(file_sequence_number),
+                            raw[1],
+                        )
+                    )
+                )
             else:
-                fastavro.schemaless_writer(self._pending, self._parsed, self._convert(entry))
+                fastavro.schemaless_writer(pending, self._parsed, self._convert(entry))
             self._count += 1
         if self._count >= _BLOCK_RECORDS:
             self._flush()
@@ -536,14 +557,6 @@ class FastAvroOutputFile(AvroOutputFile[ManifestEntry]):
         super().__exit__(exctype, excinst, exctb)
 
 
-def _prefix(entry: ManifestEntry) -> bytes:
-    """status, snapshot_id, sequence_number, file_sequence_number of a v2 entry, encoded."""
-    out = [_long(int(entry.status))]
-    for value in (entry.snapshot_id, entry.sequence_number, entry.file_sequence_number):
-        out.append(b"\x00" if value is None else b"\x02" + _long(value))
-    return b"".join(out)
-
-
 _FAST_WRITERS: dict[type, type] = {}
 
 
@@ -564,6 +577,61 @@ def fast_manifest_writer(writer: ManifestWriter) -> ManifestWriter:
         fast = _FAST_WRITERS[cls] = type(f"Fast{cls.__name__}", (cls,), {"new_writer": _new_writer})
     writer.__class__ = fast
     return writer
+
+
+_ENTRY_FIELDS = ("status", "snapshot_id", "sequence_number", "file_sequence_number", "data_file")
+_POSITIONAL = (
+    tuple(f.name for f in MANIFEST_ENTRY_SCHEMAS[DEFAULT_READ_VERSION].fields) == _ENTRY_FIELDS
+)
+"""Whether `ManifestEntry(*values)` in `_ENTRY_FIELDS` order is what `from_args` builds."""
+
+
+def copy_entries(writer: ManifestWriter, entries: list[ManifestEntry], deleted: set[str]) -> None:
+    """`writer.delete(e)` for each live entry whose file is in `deleted`, `writer.existing(e)`
+    for the other live ones (entries DELETED earlier are skipped): the same entries, counts,
+    partitions, minimum sequence number and `prepare_entry` checks as pyiceberg's
+    `ManifestWriter.add_entry` gives, in one pass and one `write_block` call rather than a
+    `from_args` and a block call per entry (~15 µs each)."""
+    if not _POSITIONAL:
+        for entry in entries:
+            if entry.status == ManifestEntryStatus.DELETED:
+                continue
+            if entry.data_file.file_path in deleted:
+                writer.delete(entry)
+            else:
+                writer.existing(entry)
+        return
+    if writer.closed:
+        raise RuntimeError("Cannot add entry to closed manifest writer")
+    snapshot_id = writer._snapshot_id
+    prepare = writer.prepare_entry
+    partitions = writer._partitions
+    existing_status, deleted_status = ManifestEntryStatus.EXISTING, ManifestEntryStatus.DELETED
+    out = []
+    for entry in entries:
+        status, entry_snapshot_id, sequence_number, file_sequence_number, data_file = entry._data
+        if status == deleted_status:
+            continue
+        if data_file.file_path in deleted:
+            copy = ManifestEntry(
+                deleted_status, snapshot_id, sequence_number, file_sequence_number, data_file
+            )
+            writer._deleted_files += 1
+            writer._deleted_rows += data_file.record_count
+        else:
+            copy = ManifestEntry(
+                existing_status, entry_snapshot_id, sequence_number, file_sequence_number, data_file
+            )
+            writer._existing_files += 1
+            writer._existing_rows += data_file.record_count
+            if sequence_number is not None and (
+                writer._min_sequence_number is None or sequence_number < writer._min_sequence_number
+            ):
+                writer._min_sequence_number = sequence_number
+        partitions.append(data_file.partition)
+        out.append(prepare(copy))
+    if out:
+        writer._writer.write_block(out)
 
 
 def written_entries(writer: ManifestWriter) -> list[ManifestEntry] | None:

@@ -46,7 +46,11 @@ from pyiceberg.typedef import EMPTY_DICT, KeyDefaultDict
 from pyiceberg.utils.bin_packing import ListPacker
 from pyiceberg.utils.properties import property_as_int
 
-from lakehouse.iceberg.maintenance._avro import fast_manifest_writer, written_entries
+from lakehouse.iceberg.maintenance._avro import (
+    copy_entries,
+    fast_manifest_writer,
+    written_entries,
+)
 from lakehouse.iceberg.maintenance._manifests import ManifestEntries
 
 
@@ -282,13 +286,9 @@ class ReplaceFiles(_OverwriteFiles):
     def _copy_entries(
         self, writer: ManifestWriter, manifest: ManifestFile, deleted: set[str]
     ) -> None:
-        for entry in self._cache.all(manifest):
-            if entry.status == ManifestEntryStatus.DELETED:
-                continue  # deleted by an earlier snapshot: no reader needs it
-            if entry.data_file.file_path in deleted:
-                writer.delete(entry)
-            else:
-                writer.existing(entry)
+        """The manifest's live entries: DELETED by this snapshot if in `deleted`, else
+        EXISTING (entries deleted by an earlier snapshot are dropped: no reader needs them)."""
+        copy_entries(writer, self._cache.all(manifest), deleted)
 
     def delete_merged_away_manifests(self) -> None:
         """After the commit: delete manifests this producer wrote that the committed snapshot

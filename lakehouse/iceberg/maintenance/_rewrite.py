@@ -248,11 +248,11 @@ def _read_chunk(metadata: TableMetadata, groups: list[FileGroup]) -> list[pa.Tab
     """The groups' rows through one Polars read of the files' bytes (None when Polars cannot
     read them exactly, or a group's rows are not all of its partition: the caller falls back
     to ArrowScan)."""
-    paths = [_local(f.file_path) for g in groups for f in g.files]
-    if any(p is None for p in paths) or not paths:
+    files = [(_local(f.file_path), f.file_size_in_bytes) for g in groups for f in g.files]
+    if not files or any(path is None for path, _ in files):
         return None
     try:
-        contents = [_read_bytes(p) for p in paths if p is not None]
+        contents = [_read_bytes(path, size) for path, size in files if path is not None]
     except OSError:
         return None  # e.g. a missing file: ArrowScan raises pyiceberg's error
     target = _arrow_schema(metadata.schema(), contents[0])
@@ -283,9 +283,21 @@ def _read_chunk(metadata: TableMetadata, groups: list[FileGroup]) -> list[pa.Tab
     return tables
 
 
-def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as stream:
-        return stream.read()
+def _read_bytes(path: str, size: int) -> bytes:
+    """The file's bytes: one `read` of the size the manifest gives (and one more byte, to
+    see the end), without Python's buffered file object; a file of another size is read
+    to its end."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(fd, size + 1)
+        if len(data) == size:
+            return data
+        parts = [data]
+        while part := os.read(fd, 1 << 20):
+            parts.append(part)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 class _PartitionChecks:
