@@ -4,6 +4,7 @@ Each batch is one Iceberg commit that carries the Kafka offsets (DESIGN §2), so
 overlapping run or retry after a crash neither loses nor duplicates an event.
 """
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -205,10 +206,14 @@ def ingest(
     # Started first: the child imports and connects while this process plans.
     config = consumer_config(settings)
     reader = ReaderProcess(config, spec.topic) if settings.reader_process else None
-    # The registry client (an SSL context, ~50 ms) is made while planning too.
-    registry = _in_background(RegistrySchemaSource, settings) if schemas is None else None
-    failed = threading.Event()  # set by the first stage that fails: reading stops
+    # With a reader process this consumer reads a few quarter batches at most: a shallow
+    # prefetch, or librdkafka fetches (and throws away) what the child reads.
+    shallow = {"queued.min.messages": max(1_000, spec.batch.max_records // 8)}
+    consumer = Consumer(config if reader is None else {**config, **shallow})
+    # While planning, the consumer connects and the registry client (~30 ms) is made.
+    warm_up = _in_background(consumer.list_topics, spec.topic, 10)  # errors surface later
     try:
+        registry = _in_background(RegistrySchemaSource, settings) if schemas is None else None
         if explicit_ranges is not None:
             catalog = catalog if catalog is not None else load_catalog(settings)
             ranges = [
@@ -220,35 +225,32 @@ def ingest(
             ranges, kafka_topic_id, catalog = planned.ranges, planned.topic_id, planned.catalog
             table_exists = planned.table_exists
         log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
-        # With a reader process this consumer reads a few quarter batches at most: a shallow
-        # prefetch, or librdkafka fetches (and throws away) what the child reads.
-        shallow = {"queued.min.messages": max(1_000, spec.batch.max_records // 8)}
-        consumer = Consumer(config if reader is None else {**config, **shallow})
-        try:
-            batches = _batches(spec, consumer, reader, ranges, failed.is_set)
-            schemas = schemas if registry is None else registry.result()
-            report = IngestReport(stream=spec.name, topic=spec.topic, table=spec.table)
-            run = _Run(
-                settings,
-                catalog,
-                schemas,
-                spec,
-                run_id,
-                dead_letter_table,
-                kafka_topic_id,
-                report,
-                table_exists=table_exists,  # from planning: no second load to find out
-            )
-            # Kafka's end offsets are asked once reading is done, while the last batches commit.
-            ends: list[Future[TopicState]] = []
+        failed = threading.Event()  # set by the first stage that fails: reading stops
+        batches = _batches(spec, consumer, reader, ranges, failed.is_set)
+        schemas = schemas if registry is None else registry.result()
+        report = IngestReport(stream=spec.name, topic=spec.topic, table=spec.table)
+        run = _Run(
+            settings,
+            catalog,
+            schemas,
+            spec,
+            run_id,
+            dead_letter_table,
+            kafka_topic_id,
+            report,
+            table_exists=table_exists,  # from planning: no second load to find out
+        )
+        # Kafka's end offsets are asked once reading is done, while the last batches commit.
+        ends: list[Future[TopicState]] = []
 
-            def ask_ends() -> None:
-                ends.append(_in_background(topic_state, settings, spec.topic))
+        def ask_ends() -> None:
+            ends.append(_in_background(topic_state, settings, spec.topic))
 
-            _run_stages(run, consumer, _then(batches, ask_ends), failed, log)
-        finally:
-            consumer.close()
+        _run_stages(run, consumer, _then(batches, ask_ends), failed, log)
     finally:
+        with contextlib.suppress(Exception):
+            warm_up.result()  # never close the consumer under a call still running
+        consumer.close()
         if reader is not None:
             reader.close()
     if explicit_ranges is None:
@@ -385,7 +387,13 @@ def _head_then_reader(
         head.close()  # stops fetching here
     rest = [PartitionRange(r.partition, position[r.partition], r.end) for r in ranges]
     if any(r.count for r in rest) and not stop():
-        yield from reader.batches(rest, max_records=most, max_bytes=max_bytes, stop=stop)
+        yield from reader.batches(
+            rest,
+            max_records=most,
+            max_bytes=max_bytes,
+            first_max_records=max(1, most // 4),  # the child starts cold: a quarter first, too
+            stop=stop,
+        )
 
 
 def _commit_batch(run: _Run, consumer: Consumer, batch: _Batch, log: Callable[[str], None]) -> None:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog import load_catalog as _pyiceberg_load_catalog
+from pyiceberg.catalog.sql import SqlCatalog  # noqa: F401  (the default: imported with this module, not in a run)
 from pyiceberg.exceptions import (
     CommitFailedException,
     NamespaceAlreadyExistsError,
