@@ -341,8 +341,9 @@ def _batches(
     """The run's batches, read by `consumer` and, for a backlog of more than one batch, by the
     reader process as soon as it is ready.
 
-    A backlog of more than one batch starts with quarter batches, so decoding starts sooner;
-    this process reads them itself while the reader process starts (a few tenths of a second).
+    A backlog of more than one batch starts and ends with quarter batches, so the stages after
+    reading start sooner and finish sooner; this process reads the first ones itself while the
+    reader process starts (a few tenths of a second).
     """
     most, max_bytes = spec.batch.max_records, spec.batch.max_bytes
     if not any(r.count for r in ranges):
@@ -358,7 +359,7 @@ def _batches(
             ranges,
             max_records=most,
             max_bytes=max_bytes,
-            first_max_records=first,
+            edge_max_records=first,
             stop=stop,
         )
     return _head_then_reader(spec, consumer, reader, ranges, stop)
@@ -391,7 +392,7 @@ def _head_then_reader(
             rest,
             max_records=most,
             max_bytes=max_bytes,
-            first_max_records=max(1, most // 4),  # the child starts cold: a quarter first, too
+            edge_max_records=max(1, most // 4),  # a quarter first (it starts cold) and last
             stop=stop,
         )
 

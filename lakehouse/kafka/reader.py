@@ -168,14 +168,14 @@ def read_batches(
     *,
     max_records: int,
     max_bytes: int,
-    first_max_records: int | None = None,
+    edge_max_records: int | None = None,
     idle_timeout_s: float = 5.0,
     stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[RawBatch]:
     """Yield batches covering `ranges`, each at most `max_records` records / `max_bytes` bytes.
 
-    `first_max_records` limits the first batch alone (a smaller first batch lets the stages
-    after reading start sooner).
+    `edge_max_records` limits the first batch, and the last `edge_max_records` offsets are a
+    batch of their own: the stages after reading start sooner and finish sooner.
 
     `next_offsets` of a batch is where the following one starts. Control records and
     compacted-away offsets are skipped through the consumer position. Once `stop()` is true
@@ -189,8 +189,12 @@ def read_batches(
     )
     consumer.assign([TopicPartition(topic, r.partition, r.start) for r in ranges if r.count])
     try:
-        limit = min(max_records, first_max_records or max_records)
+        edge = min(max_records, edge_max_records or max_records)
+        limit = edge
         while any(cursor.position[p] < cursor.end[p] for p in cursor.position):
+            left = sum(max(0, cursor.end[p] - cursor.position[p]) for p in cursor.position)
+            if edge < left <= limit:
+                limit = left - edge  # the last `edge` offsets come in a batch of their own
             with _gc_paused():
                 batch = _read_one(cursor, limit, max_bytes, idle_timeout_s, stop)
             limit = max_records

@@ -77,7 +77,7 @@ class ReaderProcess:
         *,
         max_records: int,
         max_bytes: int,
-        first_max_records: int | None = None,
+        edge_max_records: int | None = None,
         stop: Callable[[], bool] = lambda: False,
     ) -> Iterator[RawBatch]:
         """`read_batches` run by the child; yields its batches in order. Call once.
@@ -92,7 +92,7 @@ class ReaderProcess:
             "ranges": [[r.partition, r.start, r.end] for r in ranges],
             "max_records": max_records,
             "max_bytes": max_bytes,
-            "first_max_records": first_max_records,
+            "edge_max_records": edge_max_records,
         }
         try:
             child.stdin.write(json.dumps(request).encode() + b"\n")
@@ -218,7 +218,7 @@ def _child() -> None:
                 ranges,
                 max_records=request["max_records"],
                 max_bytes=request["max_bytes"],
-                first_max_records=request["first_max_records"],
+                edge_max_records=request["edge_max_records"],
                 stop=sender.failed.is_set,
             ):
                 sender.submit(_send, out, batch)

@@ -197,3 +197,19 @@ def test_a_backlog_starts_here_and_goes_on_in_the_child_exactly_once(
     else:
         assert from_child == 12_000 - 3 * 500  # three quarter batches here, the rest there
     assert_exactly_once(stack, spec, set(report.ids))
+
+
+def test_a_backlog_starts_and_ends_with_small_batches(stack: Settings) -> None:
+    """The first batch and the last `edge_max_records` offsets are small, in both readers."""
+    topic, ranges = _topic_with_messages(stack, 2_500)
+    limits = {"max_records": 700, "max_bytes": 1 << 20, "edge_max_records": 100}
+    consumer = Consumer(consumer_config(stack))
+    try:
+        here = list(read_batches(consumer, topic, ranges, **limits))  # type: ignore[arg-type]
+    finally:
+        consumer.close()
+    with ReaderProcess(consumer_config(stack), topic) as reader:
+        there = list(reader.batches(ranges, **limits))  # type: ignore[arg-type]
+    for batches in (here, there):
+        assert [len(b) for b in batches] == [100, 700, 700, 700, 200, 100]
+    assert sorted(_as_rows(there)) == sorted(_as_rows(here))
