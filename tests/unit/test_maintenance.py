@@ -13,7 +13,15 @@ import pyarrow.parquet as pq
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.table import Table
-from pyiceberg.transforms import DayTransform, IdentityTransform
+from pyiceberg.transforms import (
+    BucketTransform,
+    DayTransform,
+    HourTransform,
+    IdentityTransform,
+    MonthTransform,
+    TruncateTransform,
+    YearTransform,
+)
 
 from lakehouse.errors import CommitConflictError
 from lakehouse.iceberg.maintenance import (
@@ -436,3 +444,52 @@ def test_rows_a_polars_read_misplaces_are_read_again_with_arrowscan(
     for task in fresh.scan().plan_files():  # each file holds rows of its partition only
         kinds = pq.read_table(local(task.file.file_path), columns=["kind"])["kind"].unique()
         assert kinds.to_pylist() == [task.file.partition[1]]
+
+
+@pytest.mark.parametrize(
+    "partitioning",
+    [
+        [("day", IdentityTransform(), "d")],
+        [("ts", IdentityTransform(), "t")],
+        [("ts", HourTransform(), "h"), ("small", IdentityTransform(), "s")],
+        [("day", MonthTransform(), "m"), ("flag", IdentityTransform(), "f")],
+        [("ts", YearTransform(), "y"), ("id", BucketTransform(3), "b")],
+        [("kind", TruncateTransform(2), "k"), ("payload", IdentityTransform(), "p")],
+        [("score", IdentityTransform(), "sc")],
+    ],
+    ids=[
+        "date",
+        "timestamptz",
+        "hour-int",
+        "month-bool",
+        "year-bucket",
+        "truncate-binary",
+        "double",
+    ],
+)
+def test_partition_check_passes_rows_of_their_partition(
+    catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch, partitioning: list
+) -> None:
+    """The check after a Polars read accepts every transform's rows (nulls included): no
+    group falls back to ArrowScan, and rows are kept."""
+    from lakehouse.iceberg.maintenance import _rewrite
+
+    table = catalog.create_table("bronze.flat", schema=FLAT, properties={"format-version": "2"})
+    with table.update_spec() as spec:
+        for source, transform, name in partitioning:
+            spec.add_field(source, transform, name)
+    for b in range(3):
+        table.append(flat_rows(b * 10, 10))
+        table.append(flat_rows(100 + b * 10, 5))
+    before = table.scan().to_arrow().sort_by("id")
+    fallback: list[int] = []
+    real_scan = _rewrite._read_with_arrowscan
+    monkeypatch.setattr(
+        _rewrite, "_read_with_arrowscan", lambda *a: fallback.append(1) or real_scan(*a)
+    )
+
+    report = compact(table, target_file_size_bytes=1 << 20, min_manifests_to_merge=2)
+
+    assert catalog.load_table("bronze.flat").scan().to_arrow().sort_by("id").equals(before)
+    assert report.files_written > 0
+    assert fallback == []
