@@ -493,3 +493,37 @@ def test_partition_check_passes_rows_of_their_partition(
     assert catalog.load_table("bronze.flat").scan().to_arrow().sort_by("id").equals(before)
     assert report.files_written > 0
     assert fallback == []
+
+
+def test_a_failing_group_write_deletes_the_written_files_and_commits_nothing(
+    catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups are written on a pool of threads: when one group's write fails after others
+    were written, every file written is deleted and the table is left as it was."""
+    from lakehouse.iceberg.maintenance import _writer
+
+    table = catalog.create_table("bronze.flat", schema=FLAT, properties={"format-version": "2"})
+    with table.update_spec() as spec:
+        spec.add_field("kind", IdentityTransform(), "kind")
+    for b in range(6):
+        table.append(flat_rows(b * 40, 40))
+    snapshot = table.current_snapshot().snapshot_id
+    on_disk = {str(p) for p in Path(local(table.location())).rglob("*.parquet")}
+    calls: list[int] = []
+    real = _writer.DataFileWriter.write
+
+    def write(self, rows, key):  # the third group fails, the others are written
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real(self, rows, key)
+
+    monkeypatch.setattr(_writer.DataFileWriter, "write", write)
+
+    with pytest.raises(OSError, match="disk full"):
+        compact(table, target_file_size_bytes=1 << 20, min_manifests_to_merge=2)
+
+    assert len(calls) >= 3
+    fresh = catalog.load_table("bronze.flat")
+    assert fresh.current_snapshot().snapshot_id == snapshot
+    assert {str(p) for p in Path(local(table.location())).rglob("*.parquet")} == on_disk
