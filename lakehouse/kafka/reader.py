@@ -65,6 +65,11 @@ class RawBatch:
         )
 
 
+# Messages asked of each `consume` call. Small enough that a call's messages stay in the CPU
+# cache while their columns are built: 2,000 read 1M demo events with ~8% less CPU than
+# 10,000 (in this reader and in a bare consume loop alike).
+CONSUME_MESSAGES = 2_000
+
 _LARGE_BINARY = pa.large_binary()
 _INT64 = pa.int64()
 _INT32 = pa.int32()
@@ -244,7 +249,7 @@ def _read_one(
         # consume() returns early only once it has num_messages: never ask for more than
         # the open ranges still hold, or the end of every run waits out the timeout.
         left = sum(end[p] - position[p] for p in cursor.open)
-        wanted = min(10_000, max_records - len(batch), left)
+        wanted = min(CONSUME_MESSAGES, max_records - len(batch), left)
         messages = cursor.consumer.consume(num_messages=wanted, timeout=0.5)
         if not messages:
             cursor.advance_past_gaps()
