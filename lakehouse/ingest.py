@@ -376,7 +376,13 @@ def _head_then_reader(
     most, max_bytes = spec.batch.max_records, spec.batch.max_bytes
     position = {r.partition: r.start for r in ranges}
     head = read_batches(
-        consumer, spec.topic, ranges, max_records=max(1, most // 4), max_bytes=max_bytes, stop=stop
+        consumer,
+        spec.topic,
+        ranges,
+        max_records=max(1, most // 4),
+        max_bytes=max_bytes,
+        stop=stop,
+        cut=reader.ready,  # the child is ready: the batch in hand is the last one read here
     )
     try:
         for batch in head:

@@ -176,6 +176,7 @@ def read_batches(
     edge_max_records: int | None = None,
     idle_timeout_s: float = 5.0,
     stop: Callable[[], bool] = lambda: False,
+    cut: Callable[[], bool] = lambda: False,
 ) -> Iterator[RawBatch]:
     """Yield batches covering `ranges`, each at most `max_records` records / `max_bytes` bytes.
 
@@ -184,7 +185,8 @@ def read_batches(
 
     `next_offsets` of a batch is where the following one starts. Control records and
     compacted-away offsets are skipped through the consumer position. Once `stop()` is true
-    (checked between `consume` calls) nothing more is read or yielded.
+    (checked between `consume` calls) nothing more is read or yielded. Once `cut()` is true
+    (checked likewise) the batch being read ends there and is yielded as it is.
     """
     cursor = _Cursor(
         consumer,
@@ -201,7 +203,7 @@ def read_batches(
             if edge < left <= limit:
                 limit = left - edge  # the last `edge` offsets come in a batch of their own
             with _gc_paused():
-                batch = _read_one(cursor, limit, max_bytes, idle_timeout_s, stop)
+                batch = _read_one(cursor, limit, max_bytes, idle_timeout_s, stop, cut)
             limit = max_records
             if stop():
                 break
@@ -237,6 +239,7 @@ def _read_one(
     max_bytes: int,
     idle_timeout_s: float,
     stop: Callable[[], bool],
+    cut: Callable[[], bool],
 ) -> RawBatch:
     batch = _Columns()
     position, end = cursor.position, cursor.end
@@ -244,7 +247,7 @@ def _read_one(
     start_offsets = {p: position[p] for p in cursor.open}
     last_progress = time.monotonic()
     while cursor.open and len(batch) < max_records and batch.nbytes < max_bytes:
-        if stop():
+        if stop() or (len(batch) and cut()):
             break
         # consume() returns early only once it has num_messages: never ask for more than
         # the open ranges still hold, or the end of every run waits out the timeout.

@@ -213,3 +213,29 @@ def test_a_backlog_starts_and_ends_with_small_batches(stack: Settings) -> None:
     for batches in (here, there):
         assert [len(b) for b in batches] == [100, 700, 700, 700, 200, 100]
     assert sorted(_as_rows(there)) == sorted(_as_rows(here))
+
+
+def test_a_cut_ends_the_batch_in_hand_and_loses_nothing(stack: Settings) -> None:
+    topic, ranges = _topic_with_messages(stack, 2_500)
+    consumer = Consumer(consumer_config(stack))
+    try:
+        batches = list(
+            read_batches(
+                consumer,
+                topic,
+                ranges,
+                max_records=2_500,
+                max_bytes=1 << 20,
+                cut=lambda: True,  # each batch ends after its first consume call
+            )
+        )
+    finally:
+        consumer.close()
+    assert len(batches) > 1  # without cuts one batch would hold everything
+    rows = _as_rows(batches)
+    assert len(rows) == len(set(rows)) == 2_500
+    position = {r.partition: r.start for r in ranges}
+    for b in batches:  # each batch starts where the one before ended
+        assert b.start_offsets == {p: position[p] for p in b.start_offsets}
+        position.update(b.next_offsets)
+    assert position == {r.partition: r.end for r in ranges}
