@@ -5,11 +5,13 @@
   (c) naive  what a user would hand-write: fastavro.schemaless_reader per message,
              pyarrow.Table.from_pylist, table.append.
 
-.venv/bin/python bench/ingest.py [--events 1000000]
+.venv/bin/python bench/ingest.py [--events 1000000] [--rounds 3]
 
 Uses the stack named by LAKEHOUSE_* if `--use-running`, else starts its own on free ports in
-a temporary home and stops it afterwards. Each phase runs in its own process so its peak
-memory (ru_maxrss) and CPU time are its own. Prints records/s, the ratios b/a and b/c,
+a temporary home and stops it afterwards. The broker and registry are warmed first
+(`--warm-passes` unmeasured reads of the topic), then the three phases run in interleaved rounds and each phase's median
+run counts. Each phase runs in its own process so its peak memory (ru_maxrss) and CPU
+time are its own. Prints records/s, the ratios b/a and b/c,
 peak MB and CPU seconds (on a shared machine CPU seconds are the steadier figure), and
 writes them to bench/results/ingest.json.
 """
@@ -98,7 +100,7 @@ def _all_messages(settings, topic: str):  # type: ignore[no-untyped-def]
         consumer.close()
 
 
-def phase_raw(settings, topic: str) -> dict:  # type: ignore[no-untyped-def]
+def phase_raw(settings, topic: str, round_number: int) -> dict:  # type: ignore[no-untyped-def]
     # The ceiling gets what the bronze reader does: no cyclic GC while messages are read.
     gc.disable()
     clock = _Clock()
@@ -112,13 +114,17 @@ def phase_raw(settings, topic: str) -> dict:  # type: ignore[no-untyped-def]
     return {"records": count, "bytes": nbytes, **timing}
 
 
-def phase_bronze(settings, topic: str) -> dict:  # type: ignore[no-untyped-def]
+def _table_name(kind: str, topic: str, round_number: int) -> str:
+    return f"bench.{kind}_{topic.replace('-', '_')}_{round_number}"
+
+
+def phase_bronze(settings, topic: str, round_number: int) -> dict:  # type: ignore[no-untyped-def]
     from lakehouse.config import load_declarations
     from lakehouse.ingest import ingest
 
     clicks = load_declarations(ROOT / "streams.yaml").streams["clicks"]
     spec = clicks.model_copy(
-        update={"topic": topic, "table": f"bench.bronze_{topic.replace('-', '_')}"}
+        update={"topic": topic, "table": _table_name("bronze", topic, round_number)}
     )
     clock = _Clock()
     report = ingest(settings, spec, run_id="bench", dead_letter_table="bench.dead_letters")
@@ -130,7 +136,7 @@ def phase_bronze(settings, topic: str) -> dict:  # type: ignore[no-untyped-def]
     }
 
 
-def phase_naive(settings, topic: str) -> dict:  # type: ignore[no-untyped-def]
+def phase_naive(settings, topic: str, round_number: int) -> dict:  # type: ignore[no-untyped-def]
     import fastavro
     import pyarrow as pa
     from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -141,7 +147,7 @@ def phase_naive(settings, topic: str) -> dict:  # type: ignore[no-untyped-def]
     parsed: dict[int, object] = {}
     catalog = load_catalog(settings)
     catalog.create_namespace_if_not_exists("bench")
-    name = f"bench.naive_{topic.replace('-', '_')}"
+    name = _table_name("naive", topic, round_number)
     table = None
     rows: list[dict] = []
     count = 0
@@ -171,13 +177,33 @@ def phase_naive(settings, topic: str) -> dict:  # type: ignore[no-untyped-def]
     return {"records": count, **clock.read()}
 
 
-PHASES = {"raw": phase_raw, "bronze": phase_bronze, "naive": phase_naive}
+def phase_warm(settings, topic: str, round_number: int) -> dict:  # type: ignore[no-untyped-def]
+    """Not measured: one pass over the topic and a lookup of its writer schema."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    registry = SchemaRegistryClient(settings.registry_client_config())
+    schema_ids = set()
+    for message in _all_messages(settings, topic):
+        value = message.value() or b""
+        if len(value) > 5 and value[0] == 0:
+            schema_ids.add(int.from_bytes(value[1:5], "big"))
+    for schema_id in schema_ids:
+        registry.get_schema(schema_id)
+    return {"schema_ids": sorted(schema_ids)}
 
 
-def run_phase(name: str, topic: str) -> dict:
+PHASES = {"warm": phase_warm, "raw": phase_raw, "bronze": phase_bronze, "naive": phase_naive}
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median duration (an odd count gives a real run)."""
+    return sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2]
+
+
+def run_phase(name: str, topic: str, round_number: int = 0) -> dict:
     """Run one phase in a child process; returns its figures with its own peak memory."""
     out = subprocess.run(
-        [sys.executable, __file__, "--phase", name, "--topic", topic],
+        [sys.executable, __file__, "--phase", name, "--topic", topic, "--round", str(round_number)],
         check=True,
         capture_output=True,
         text=True,
@@ -192,13 +218,20 @@ def main() -> None:
     parser.add_argument("--use-running", action="store_true")
     parser.add_argument("--phase", choices=sorted(PHASES))
     parser.add_argument("--topic")
+    parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds of the three phases (medians)"
+    )
+    parser.add_argument(
+        "--warm-passes", type=int, default=5, help="unmeasured reads of the topic before the rounds"
+    )
     args = parser.parse_args()
 
     from lakehouse.settings import Settings
 
     if args.phase:
         settings = Settings()
-        result = PHASES[args.phase](settings, args.topic)
+        result = PHASES[args.phase](settings, args.topic, args.round)
         peaks = {"peak_mb": round(_peak_mb(), 1), "child_peak_mb": round(_child_peak_mb(), 1)}
         print(json.dumps({**result, **peaks}))
         return
@@ -234,23 +267,37 @@ def main() -> None:
         # of seconds: flush it now, so no phase pays for the production.
         os.sync()
         time.sleep(2)
-        results = {}
-        for name in ("raw", "bronze", "naive"):
-            results[name] = run_phase(name, topic)
-            r = results[name]
-            print(
-                f"  {name:7s} {r['records']:>10,} records  {r['records'] / r['seconds']:>12,.0f} "
-                f"rec/s  {r['cpu_seconds']:6.2f} s CPU  peak {r['peak_mb']:,.0f} MB",
-                flush=True,
-            )
+        # A running broker and registry have served reads before: a fresh JVM compiles its
+        # fetch path during the first reads (its C2 compiler thread kept working for several
+        # passes; the broker took 0.3-0.7 s of CPU per pass, ~0.15 s once warm, on the cores
+        # the phases share). Unmeasured passes and a schema lookup warm them for every phase.
+        for _ in range(args.warm_passes):
+            run_phase("warm", topic)
+        # Interleaved rounds, medians: the machine's speed drifts by ±15% within minutes.
+        rounds: dict[str, list[dict]] = {name: [] for name in ("raw", "bronze", "naive")}
+        for round_number in range(args.rounds):
+            for name in rounds:
+                r = run_phase(name, topic, round_number)
+                rounds[name].append(r)
+                print(
+                    f"  round {round_number + 1}  {name:7s} {r['records']:>10,} records  "
+                    f"{r['records'] / r['seconds']:>12,.0f} rec/s  {r['cpu_seconds']:6.2f} s CPU  "
+                    f"peak {r['peak_mb']:,.0f} MB",
+                    flush=True,
+                )
+        results = {name: _median_run(runs) for name, runs in rounds.items()}
         rate = {k: v["records"] / v["seconds"] for k, v in results.items()}
         summary = {
             "events": args.events,
+            "rounds": args.rounds,
             "records_per_second": {k: round(v) for k, v in rate.items()},
             "bronze_over_raw": round(rate["bronze"] / rate["raw"], 3),
             "bronze_over_naive": round(rate["bronze"] / rate["naive"], 2),
-            "peak_mb": {k: v["peak_mb"] for k, v in results.items()},
-            "reader_child_peak_mb": results["bronze"]["child_peak_mb"],
+            "records_per_second_each_round": {
+                k: [round(r["records"] / r["seconds"]) for r in runs] for k, runs in rounds.items()
+            },
+            "peak_mb": {k: max(r["peak_mb"] for r in runs) for k, runs in rounds.items()},
+            "reader_child_peak_mb": max(r["child_peak_mb"] for r in rounds["bronze"]),
             "reader_child_cpu_seconds": results["bronze"]["child_cpu_seconds"],
             "cpu_seconds": {k: v["cpu_seconds"] for k, v in results.items()},
         }
