@@ -9,11 +9,11 @@
 
 Uses the stack named by LAKEHOUSE_* if `--use-running`, else starts its own on free ports in
 a temporary home and stops it afterwards. The broker and registry are warmed first
-(`--warm-passes` unmeasured reads of the topic), then the three phases run in interleaved rounds and each phase's median
-run counts. Each phase runs in its own process so its peak memory (ru_maxrss) and CPU
-time are its own. Prints records/s, the ratios b/a and b/c,
-peak MB and CPU seconds (on a shared machine CPU seconds are the steadier figure), and
-writes them to bench/results/ingest.json.
+(`--warm-passes` unmeasured reads of the topic), then the three phases run in interleaved
+rounds and each phase's median run counts. Each phase runs in its own process so its peak
+memory (ru_maxrss) and CPU time are its own. Prints records/s, the ratios b/a and b/c, peak
+MB and CPU seconds (on a shared machine CPU seconds are the steadier figure), and writes
+them to bench/results/ingest.json.
 """
 
 import argparse
