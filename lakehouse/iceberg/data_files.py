@@ -23,7 +23,7 @@ from pyiceberg.table import TableProperties
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.utils.properties import property_as_int
 
-from lakehouse.iceberg.maintenance._writer import DataFileWriter
+from lakehouse.iceberg.data_file_writer import DataFileWriter
 
 _WRITERS: "OrderedDict[tuple[object, ...], DataFileWriter]" = OrderedDict()
 _WRITERS_LOCK = threading.Lock()

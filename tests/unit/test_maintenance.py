@@ -500,7 +500,7 @@ def test_a_failing_group_write_deletes_the_written_files_and_commits_nothing(
 ) -> None:
     """Groups are written on a pool of threads: when one group's write fails after others
     were written, every file written is deleted and the table is left as it was."""
-    from lakehouse.iceberg.maintenance import _writer
+    from lakehouse.iceberg import data_file_writer as _writer
 
     table = catalog.create_table("bronze.flat", schema=FLAT, properties={"format-version": "2"})
     with table.update_spec() as spec:

@@ -20,9 +20,9 @@ from pyiceberg.transforms import (
 )
 from pyiceberg.typedef import Record
 
+from lakehouse.iceberg.data_file_writer import DataFileWriter
 from lakehouse.iceberg.maintenance import _avro, compact
 from lakehouse.iceberg.maintenance._rewrite import _KnownPartition
-from lakehouse.iceberg.maintenance._writer import DataFileWriter
 from tests.unit.test_maintenance import SCHEMA, ingest, rows, table_rows
 
 

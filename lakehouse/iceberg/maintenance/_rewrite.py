@@ -66,8 +66,8 @@ from pyiceberg.types import (
 )
 
 from lakehouse.errors import LakehouseError
+from lakehouse.iceberg.data_file_writer import DataFileWriter
 from lakehouse.iceberg.maintenance._files import delete_all
-from lakehouse.iceberg.maintenance._writer import DataFileWriter
 from lakehouse.iceberg.maintenance.planning import FileGroup
 
 _ONE_FILE = str(2**62)

@@ -4,7 +4,8 @@
 schema, the configuration (read from disk), the location provider, the Parquet writer
 options, the statistics plan and the column-path → field-id mapping (~3 ms a file, Python
 under the GIL, so the Parquet encoding of other files waits). `DataFileWriter` prepares
-them once for a compaction run and then does per file exactly what `write_file` does:
+them once (per compaction run, per table layout for ingest's staged files) and then does per
+file exactly what `write_file` does:
 `_to_requested_schema` onto the file schema (field ids), pyarrow's `ParquetWriter` with the
 table's options and row-group limit, statistics through pyiceberg's
 `data_file_statistics_from_parquet_metadata`, the same `DataFile` fields and file naming.
