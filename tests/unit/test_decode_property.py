@@ -132,4 +132,6 @@ def test_mutated_frames_give_the_strict_value_or_a_failure(
     if verdict is None:
         assert victim in failed
     else:
-        assert result.table.slice(rows.index(victim), 1).equals(verdict)
+        got = result.table.slice(rows.index(victim), 1)
+        # repr, not equals: a flipped byte can make a double NaN, which equals no NaN
+        assert got.schema == verdict.schema and repr(got.to_pylist()) == repr(verdict.to_pylist())
