@@ -227,7 +227,9 @@ def ingest(
         log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
         failed = threading.Event()  # set by the first stage that fails: reading stops
         batches = _batches(spec, consumer, reader, ranges, failed.is_set)
-        schemas = schemas if registry is None else registry.result()
+        if registry is not None:
+            schemas = registry.result()
+        assert schemas is not None  # given, or made in the background
         report = IngestReport(stream=spec.name, topic=spec.topic, table=spec.table)
         run = _Run(
             settings,

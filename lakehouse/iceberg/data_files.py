@@ -53,8 +53,14 @@ def write_data_files(io: FileIO, metadata: TableMetadata, rows: pa.Table) -> lis
 def _writer(io: FileIO, metadata: TableMetadata) -> DataFileWriter:
     """A writer for the table's layout, made once per layout (a few ms of Python each)."""
     writes = tuple(sorted((k, v) for k, v in metadata.properties.items() if k.startswith("write.")))
-    key = (metadata.table_uuid, metadata.location, metadata.current_schema_id)
-    key += (metadata.default_spec_id, writes, id(io))
+    key: tuple[object, ...] = (
+        metadata.table_uuid,
+        metadata.location,
+        metadata.current_schema_id,
+        metadata.default_spec_id,
+        writes,
+        id(io),
+    )
     with _WRITERS_LOCK:
         found = _WRITERS.get(key)
         if found is not None:

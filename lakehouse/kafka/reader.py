@@ -9,7 +9,7 @@ import functools
 import gc
 import operator
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -133,7 +133,7 @@ class _Columns:
         for pending in (self.partitions, self.offsets, self.timestamps_ms, self.keys, self.values):
             pending.clear()
 
-    def columns(self) -> list[pa.Array]:
+    def columns(self) -> list[pa.Array]:  # partitions, offsets, timestamps, keys, values
         """The five columns, every chunk joined."""
         self.chunk()
         if not self.chunks:
@@ -177,7 +177,7 @@ def read_batches(
     idle_timeout_s: float = 5.0,
     stop: Callable[[], bool] = lambda: False,
     cut: Callable[[], bool] = lambda: False,
-) -> Iterator[RawBatch]:
+) -> Generator[RawBatch, None, None]:
     """Yield batches covering `ranges`, each at most `max_records` records / `max_bytes` bytes.
 
     `edge_max_records` limits the first batch, and the last `edge_max_records` offsets are a
@@ -262,7 +262,10 @@ def _read_one(
         last_progress = time.monotonic()
         if not cursor.take_all(messages, batch):
             cursor.take_each(messages, batch)
-    raw = RawBatch(cursor.topic, *batch.columns(), nbytes=batch.nbytes)
+    partitions, offsets, timestamps_ms, keys, values = batch.columns()
+    raw = RawBatch(
+        cursor.topic, partitions, offsets, timestamps_ms, keys, values, nbytes=batch.nbytes
+    )
     raw.start_offsets = start_offsets
     raw.next_offsets = {p: position[p] for p in start_offsets}
     return raw
