@@ -39,6 +39,20 @@ def _topic_with_messages(settings: Settings, count: int) -> tuple[str, list[Part
     return topic, plan_ranges(topic, {}, state.earliest, state.end)
 
 
+def _clicks_with_bad_ones(stack: Settings, topic: str, count: int, *, seed: int) -> Any:
+    """Demo clicks, 1% malformed, their event ids collected."""
+    return produce(
+        stack,
+        "clicks",
+        count=count,
+        topic=topic,
+        seed=seed,
+        progress=False,
+        malformed_fraction=0.01,
+        collect_ids=True,
+    )
+
+
 def _as_rows(batches: list[RawBatch]) -> list[tuple[object, ...]]:
     rows = []
     for b in batches:
@@ -102,16 +116,7 @@ def test_the_child_ends_when_the_parent_stops_early(stack: Settings) -> None:
 
 def test_ingest_reading_in_process_is_exactly_once_too(stack: Settings) -> None:
     spec = fresh_spec(batch=BatchLimits(max_records=700))
-    report = produce(
-        stack,
-        "clicks",
-        count=2_000,
-        topic=spec.topic,
-        seed=21,
-        progress=False,
-        malformed_fraction=0.01,
-        collect_ids=True,
-    )
+    report = _clicks_with_bad_ones(stack, spec.topic, 2_000, seed=21)
     in_process = stack.model_copy(update={"reader_process": False})
     done = ingest_once(in_process, spec)
     assert done.batches >= 3 and done.records_written + done.dead_letters == 2_000
@@ -162,16 +167,7 @@ def test_a_backlog_starts_here_and_goes_on_in_the_child_exactly_once(
 ) -> None:
     """Quarter batches are read in this process until the child is ready, the rest by it."""
     spec = fresh_spec(batch=BatchLimits(max_records=2_000))
-    report = produce(
-        stack,
-        "clicks",
-        count=12_000,
-        topic=spec.topic,
-        seed=23,
-        progress=False,
-        malformed_fraction=0.01,
-        collect_ids=True,
-    )
+    report = _clicks_with_bad_ones(stack, spec.topic, 12_000, seed=23)
     asked = 0
     from_child = 0
     real_batches = ReaderProcess.batches
