@@ -189,10 +189,12 @@ def test_maintenance_assets_through_dagster(stack: Settings) -> None:
     assert compaction["files_before"] > compaction["files_after"] >= 1  # type: ignore[operator]
     assert compaction["rows_rewritten"] == report.delivered
 
+    # compaction adds its replace, and a manifest rewrite when the appends left many manifests
+    added = 1 + (compaction["manifest_rewrite_snapshot_id"] != -1)
     expiry = materialize(maintained, "snapshot_expiry")
-    assert expiry["snapshots_before"] == snapshots + 1
+    assert expiry["snapshots_before"] == snapshots + added
     assert expiry["snapshots_after"] == 1
-    assert expiry["snapshots_expired"] == snapshots
+    assert expiry["snapshots_expired"] == snapshots + added - 1
     # the small files compaction replaced, referenced by expired snapshots only
     assert expiry["data_files_deleted"] == compaction["files_rewritten"]
     assert expiry["dry_run"] == 0
