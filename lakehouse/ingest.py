@@ -203,15 +203,14 @@ def ingest(
     already in the table are skipped, so a replay never duplicates.
     """
     started = time.monotonic()
-    # Started first: the child imports and connects while this process plans.
     config = consumer_config(settings)
-    reader = ReaderProcess(config, spec.topic) if settings.reader_process else None
-    # With a reader process this consumer reads a few quarter batches at most: a shallow
-    # prefetch, or librdkafka fetches (and throws away) what the child reads.
+    # With reader processes this consumer reads one batch, or a backlog's first quarter
+    # batches: a shallow prefetch, or librdkafka fetches (and throws away) what a child reads.
     shallow = {"queued.min.messages": max(1_000, spec.batch.max_records // 8)}
-    consumer = Consumer(config if reader is None else {**config, **shallow})
+    consumer = Consumer({**config, **shallow} if settings.reader_process else config)
     # While planning, the consumer connects and the registry client (~30 ms) is made.
     warm_up = _in_background(consumer.list_topics, spec.topic, 10)  # errors surface later
+    reader: ReaderProcess | None = None
     try:
         registry = _in_background(RegistrySchemaSource, settings) if schemas is None else None
         if explicit_ranges is not None:
@@ -225,6 +224,10 @@ def ingest(
             ranges, kafka_topic_id, catalog = planned.ranges, planned.topic_id, planned.catalog
             table_exists = planned.table_exists
         log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
+        if settings.reader_process and total_lag(ranges) > spec.batch.max_records:
+            # A backlog: a child reads most of it; it starts while this process reads the
+            # first batches. One batch is read here: sooner than starting a child.
+            reader = ReaderProcess(config, spec.topic)
         failed = threading.Event()  # set by the first stage that fails: reading stops
         batches = _batches(spec, consumer, reader, ranges, failed.is_set)
         if registry is not None:
@@ -340,21 +343,18 @@ def _batches(
     ranges: list[PartitionRange],
     stop: Callable[[], bool],
 ) -> Iterator[RawBatch]:
-    """The run's batches, read by `consumer` and, for a backlog of more than one batch, by the
-    reader process as soon as it is ready.
+    """The run's batches, read by `consumer` and, if there is one, by the reader process as
+    soon as it is ready.
 
     A backlog of more than one batch starts and ends with quarter batches, so the stages after
-    reading start sooner and finish sooner; this process reads the first ones itself while the
-    reader process starts (a few tenths of a second).
+    reading start sooner and finish sooner; with a reader process this process reads the first
+    ones itself while the child starts (a few tenths of a second).
     """
     most, max_bytes = spec.batch.max_records, spec.batch.max_bytes
     if not any(r.count for r in ranges):
         return iter(())
-    backlog = total_lag(ranges) > most
-    if reader is None or not backlog:
-        if reader is not None:
-            reader.close()  # one batch: reading it here is sooner than starting the child
-        first = most // 4 if backlog else None
+    if reader is None:
+        first = most // 4 if total_lag(ranges) > most else None
         return read_batches(
             consumer,
             spec.topic,
