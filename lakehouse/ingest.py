@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Consumer, TopicPartition
 
+from lakehouse import huge_pages
 from lakehouse.avro.decode import DecodeResult, decode_values
 from lakehouse.avro.registry import RegistrySchemaSource, SchemaSource, latest_writer_schema
 from lakehouse.config import StreamSpec
@@ -200,8 +201,33 @@ def ingest(
     """Ingest `spec.topic` from the table's committed offsets to the end offsets seen now.
 
     `explicit_ranges` ({partition: (start, end)}) replays a given range instead; offsets
-    already in the table are skipped, so a replay never duplicates.
+    already in the table are skipped, so a replay never duplicates. Transparent huge pages
+    are off while it runs (`lakehouse.huge_pages`).
     """
+    with huge_pages.disabled():
+        return _ingest(
+            settings,
+            spec,
+            run_id=run_id,
+            dead_letter_table=dead_letter_table,
+            explicit_ranges=explicit_ranges,
+            catalog=catalog,
+            schemas=schemas,
+            log=log,
+        )
+
+
+def _ingest(
+    settings: Settings,
+    spec: StreamSpec,
+    *,
+    run_id: str,
+    dead_letter_table: str,
+    explicit_ranges: Mapping[int, tuple[int, int]] | None,
+    catalog: Any | None,
+    schemas: SchemaSource | None,
+    log: Callable[[str], None],
+) -> IngestReport:
     started = time.monotonic()
     config = consumer_config(settings)
     # With reader processes this consumer reads one batch, or a backlog's first quarter
