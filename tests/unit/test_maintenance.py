@@ -19,6 +19,7 @@ from pyiceberg.transforms import (
     HourTransform,
     IdentityTransform,
     MonthTransform,
+    Transform,
     TruncateTransform,
     YearTransform,
 )
@@ -351,6 +352,23 @@ FLAT = pa.schema(
 )
 
 
+KIND = ("kind", IdentityTransform(), "kind")
+
+
+def flat_table(
+    catalog: SqlCatalog, partitioning: list[tuple[str, Transform, str]], *, batches: int, rows: int
+) -> Table:
+    """`bronze.flat` partitioned by (source, transform, name) fields, `batches` appends of
+    `rows` rows each."""
+    table = catalog.create_table("bronze.flat", schema=FLAT, properties={"format-version": "2"})
+    with table.update_spec() as spec:
+        for source, transform, name in partitioning:
+            spec.add_field(source, transform, name)
+    for b in range(batches):
+        table.append(flat_rows(b * rows, rows))
+    return table
+
+
 def flat_rows(start: int, count: int) -> pa.Table:
     ids = range(start, start + count)
     return pa.table(
@@ -381,12 +399,7 @@ def test_compaction_of_flat_types_reads_fast_and_keeps_rows(
 
     from lakehouse.iceberg.maintenance import _rewrite
 
-    table = catalog.create_table("bronze.flat", schema=FLAT, properties={"format-version": "2"})
-    with table.update_spec() as spec:
-        spec.add_field("ts", DayTransform(), "ts_day")
-        spec.add_field("kind", IdentityTransform(), "kind")
-    for b in range(6):
-        table.append(flat_rows(b * 40, 40))
+    table = flat_table(catalog, [("ts", DayTransform(), "ts_day"), KIND], batches=6, rows=40)
     if evolved:
         with table.update_schema() as update:
             update.rename_column("score", "points")
@@ -419,12 +432,7 @@ def test_rows_a_polars_read_misplaces_are_read_again_with_arrowscan(
 
     from lakehouse.iceberg.maintenance import _rewrite
 
-    table = catalog.create_table("bronze.flat", schema=FLAT, properties={"format-version": "2"})
-    with table.update_spec() as spec:
-        spec.add_field("ts", DayTransform(), "ts_day")
-        spec.add_field("kind", IdentityTransform(), "kind")
-    for b in range(6):
-        table.append(flat_rows(b * 40, 40))
+    table = flat_table(catalog, [("ts", DayTransform(), "ts_day"), KIND], batches=6, rows=40)
     before = table.scan().to_arrow().sort_by("id")
     real = pl.read_parquet
     monkeypatch.setattr(_rewrite.pl, "read_parquet", lambda *a, **k: real(*a, **k).reverse())
@@ -474,10 +482,7 @@ def test_partition_check_passes_rows_of_their_partition(
     group falls back to ArrowScan, and rows are kept."""
     from lakehouse.iceberg.maintenance import _rewrite
 
-    table = catalog.create_table("bronze.flat", schema=FLAT, properties={"format-version": "2"})
-    with table.update_spec() as spec:
-        for source, transform, name in partitioning:
-            spec.add_field(source, transform, name)
+    table = flat_table(catalog, partitioning, batches=0, rows=0)
     for b in range(3):
         table.append(flat_rows(b * 10, 10))
         table.append(flat_rows(100 + b * 10, 5))
@@ -502,11 +507,7 @@ def test_a_failing_group_write_deletes_the_written_files_and_commits_nothing(
     were written, every file written is deleted and the table is left as it was."""
     from lakehouse.iceberg import data_file_writer as _writer
 
-    table = catalog.create_table("bronze.flat", schema=FLAT, properties={"format-version": "2"})
-    with table.update_spec() as spec:
-        spec.add_field("kind", IdentityTransform(), "kind")
-    for b in range(6):
-        table.append(flat_rows(b * 40, 40))
+    table = flat_table(catalog, [KIND], batches=6, rows=40)
     snapshot = table.current_snapshot().snapshot_id
     on_disk = {str(p) for p in Path(local(table.location())).rglob("*.parquet")}
     calls: list[int] = []
