@@ -127,7 +127,10 @@ class _Walker:
             return _full(n, schema.size), ok  # type: ignore[attr-defined]
         decimal = decimal_params(schema)
         if decimal is not None and kind == "bytes":
-            return _decimal_sizes(array, decimal[1]), ok
+            # Empty bytes read as 0 yet are shorter than 0's canonical b"\x00", which would
+            # let a trailing byte pass the size proof: such rows go to the safe path.
+            not_empty = pc.not_equal(pc.cast(self.byte_at(starts), _I64), 0)
+            return _decimal_sizes(array, decimal[1]), not_empty
         if kind in ("int", "long"):
             # polars wraps varints beyond the type's range (2**32 + 2**30 reads as 2**30 in an
             # int): the last byte of a full-length varint must hold no bits beyond 32 or 64.
