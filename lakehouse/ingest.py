@@ -33,8 +33,10 @@ from lakehouse.iceberg.commit import (
 )
 from lakehouse.iceberg.dead_letters import commit_dead_letters, dead_letter_rows
 from lakehouse.kafka.admin import TopicState, topic_id, topic_state
+from lakehouse.kafka.columnar import ColumnarConsumer
+from lakehouse.kafka.columnar import unavailable_reason as columnar_unavailable
 from lakehouse.kafka.offsets import PartitionRange, plan_ranges, total_lag
-from lakehouse.kafka.reader import RawBatch, consumer_config, read_batches
+from lakehouse.kafka.reader import KafkaReadError, RawBatch, consumer_config, read_batches
 from lakehouse.kafka.reader_process import ReaderProcess
 from lakehouse.pipeline import Background
 from lakehouse.settings import Settings
@@ -230,10 +232,14 @@ def _ingest(
 ) -> IngestReport:
     started = time.monotonic()
     config = consumer_config(settings)
+    reading = _reader_kind(settings)
+    # The columnar consumer connects while the run plans; it reads everything.
+    columnar = ColumnarConsumer(config) if reading == "columnar" else None
     # With reader processes this consumer reads one batch, or a backlog's first quarter
     # batches: a shallow prefetch, or librdkafka fetches (and throws away) what a child reads.
+    # Otherwise it only commits the consumer group's offsets (and reads, on a thread).
     shallow = {"queued.min.messages": max(1_000, spec.batch.max_records // 8)}
-    consumer = Consumer({**config, **shallow} if settings.reader_process else config)
+    consumer = Consumer({**config, **shallow} if reading == "process" else config)
     # While planning, the consumer connects and the registry client (~30 ms) is made.
     warm_up = _in_background(consumer.list_topics, spec.topic, 10)  # errors surface later
     reader: ReaderProcess | None = None
@@ -250,12 +256,12 @@ def _ingest(
             ranges, kafka_topic_id, catalog = planned.ranges, planned.topic_id, planned.catalog
             table_exists = planned.table_exists
         log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
-        if settings.reader_process and total_lag(ranges) > spec.batch.max_records:
+        if reading == "process" and total_lag(ranges) > spec.batch.max_records:
             # A backlog: a child reads most of it; it starts while this process reads the
             # first batches. One batch is read here: sooner than starting a child.
             reader = ReaderProcess(config, spec.topic)
         failed = threading.Event()  # set by the first stage that fails: reading stops
-        batches = _batches(spec, consumer, reader, ranges, failed.is_set)
+        batches = _batches(spec, columnar or consumer, reader, ranges, failed.is_set)
         if registry is not None:
             schemas = registry.result()
         assert schemas is not None  # given, or made in the background
@@ -284,6 +290,8 @@ def _ingest(
         consumer.close()
         if reader is not None:
             reader.close()
+        if columnar is not None:
+            columnar.close()
     if explicit_ranges is None:
         report.lag_left = _lag_left(run, ends[0].result() if ends else None)
     report.seconds = time.monotonic() - started
@@ -362,9 +370,18 @@ def _run_stages(
         committer.wait()
 
 
+def _reader_kind(settings: Settings) -> str:
+    """'columnar', 'process' or 'thread': how this run reads Kafka (`Settings.kafka_reader`)."""
+    if settings.kafka_reader == "auto":
+        return "columnar" if columnar_unavailable() is None else "process"
+    if settings.kafka_reader == "columnar" and (reason := columnar_unavailable()) is not None:
+        raise KafkaReadError(f"LAKEHOUSE_KAFKA_READER=columnar, but {reason}")
+    return settings.kafka_reader
+
+
 def _batches(
     spec: StreamSpec,
-    consumer: Consumer,
+    consumer: Consumer | ColumnarConsumer,
     reader: ReaderProcess | None,
     ranges: list[PartitionRange],
     stop: Callable[[], bool],
@@ -379,8 +396,17 @@ def _batches(
     most, max_bytes = spec.batch.max_records, spec.batch.max_bytes
     if not any(r.count for r in ranges):
         return iter(())
+    first = most // 4 if total_lag(ranges) > most else None
+    if isinstance(consumer, ColumnarConsumer):
+        return consumer.read_batches(
+            spec.topic,
+            ranges,
+            max_records=most,
+            max_bytes=max_bytes,
+            edge_max_records=first,
+            stop=stop,
+        )
     if reader is None:
-        first = most // 4 if total_lag(ranges) > most else None
         return read_batches(
             consumer,
             spec.topic,

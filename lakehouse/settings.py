@@ -8,6 +8,7 @@ see `lakehouse.iceberg.catalog`.
 import json
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator
@@ -34,9 +35,14 @@ class Settings(BaseSettings):
     schema_registry_timeout_seconds: float = 10.0
     catalog_name: str = "lakehouse"
     consumer_group: str = "lakehouse"
-    reader_process: bool = Field(
-        default=True,
-        description="Read Kafka in a child process (another core) rather than a thread.",
+    kafka_reader: Literal["auto", "columnar", "process", "thread"] = Field(
+        default="auto",
+        description=(
+            "How ingestion reads Kafka: 'columnar' (librdkafka straight into Arrow, off the "
+            "GIL), 'process' (confluent-kafka in a child process), 'thread' (confluent-kafka "
+            "in the run's process); 'auto' is columnar where its C module was built, else "
+            "process."
+        ),
     )
     streams_file: Path = Field(default=Path("streams.yaml"), description="Stream declarations.")
     bind_host: str = "127.0.0.1"

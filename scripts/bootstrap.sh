@@ -20,7 +20,8 @@ if [ ! -x .venv/bin/python ]; then
   "$python_bin" -m venv .venv
 fi
 stamp=.venv/.lakehouse-installed
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+# pyproject.toml and the C extension's source: a change to either reinstalls (and rebuilds it).
+want="$(cat pyproject.toml lakehouse/kafka/*.c | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".[dev]"

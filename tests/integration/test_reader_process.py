@@ -53,6 +53,11 @@ def _clicks_with_bad_ones(stack: Settings, topic: str, count: int, *, seed: int)
     )
 
 
+def _with_reader_process(settings: Settings) -> Settings:
+    """Ingestion reading through a reader process (the default reads columnar, where built)."""
+    return settings.model_copy(update={"kafka_reader": "process"})
+
+
 def _as_rows(batches: list[RawBatch]) -> list[tuple[object, ...]]:
     rows = []
     for b in batches:
@@ -117,7 +122,7 @@ def test_the_child_ends_when_the_parent_stops_early(stack: Settings) -> None:
 def test_ingest_reading_in_process_is_exactly_once_too(stack: Settings) -> None:
     spec = fresh_spec(batch=BatchLimits(max_records=700))
     report = _clicks_with_bad_ones(stack, spec.topic, 2_000, seed=21)
-    in_process = stack.model_copy(update={"reader_process": False})
+    in_process = stack.model_copy(update={"kafka_reader": "thread"})
     done = ingest_once(in_process, spec)
     assert done.batches >= 3 and done.records_written + done.dead_letters == 2_000
     assert_exactly_once(stack, spec, set(report.ids))
@@ -141,11 +146,11 @@ def test_a_reader_child_killed_mid_run_fails_the_run_and_loses_nothing(
 
     monkeypatch.setattr(ReaderProcess, "batches", batches_then_kill)
     with pytest.raises(KafkaReadError, match="reader process ended"):
-        ingest_once(stack, spec)
+        ingest_once(_with_reader_process(stack), spec)
     monkeypatch.undo()
     partial = load_catalog(stack).load_table(spec.table).scan().to_arrow().num_rows
     assert 0 < partial < 30_000  # what was committed stays committed
-    ingest_once(stack, spec)
+    ingest_once(_with_reader_process(stack), spec)
     assert_exactly_once(stack, spec, set(report.ids))
 
 
@@ -185,7 +190,7 @@ def test_a_backlog_starts_here_and_goes_on_in_the_child_exactly_once(
 
     monkeypatch.setattr(ReaderProcess, "ready", ready)
     monkeypatch.setattr(ReaderProcess, "batches", counted)
-    done = ingest_once(stack, spec)
+    done = ingest_once(_with_reader_process(stack), spec)
     assert done.records_written + done.dead_letters == 12_000
     if ready_after is None:
         assert from_child == 0  # the child was never ready: every batch was read here
