@@ -9,6 +9,11 @@ file exactly what `write_file` does:
 `_to_requested_schema` onto the file schema (field ids), pyarrow's `ParquetWriter` with the
 table's options and row-group limit, statistics through pyiceberg's
 `data_file_statistics_from_parquet_metadata`, the same `DataFile` fields and file naming.
+
+With `dictionary_where_it_pays` (compaction) only the columns whose dictionary is smaller
+than their plain values are dictionary-encoded (see `parquet_dictionary`): the same rows,
+schema, field ids and column statistics as `write_file` gives, in other encodings (so other
+file and column sizes).
 """
 
 import itertools
@@ -37,11 +42,15 @@ from pyiceberg.typedef import Record
 from pyiceberg.utils.config import Config
 from pyiceberg.utils.properties import property_as_int
 
+from lakehouse.iceberg.parquet_dictionary import dictionary_columns
+
 
 class DataFileWriter:
     """Writes Arrow tables as Parquet data files of the table's current schema and spec."""
 
-    def __init__(self, io: FileIO, metadata: TableMetadata) -> None:
+    def __init__(
+        self, io: FileIO, metadata: TableMetadata, *, dictionary_where_it_pays: bool = False
+    ) -> None:
         properties = metadata.properties
         table_schema = metadata.schema()
         sanitized = sanitize_column_names(table_schema)
@@ -53,6 +62,7 @@ class DataFileWriter:
         self._locations = load_location_provider(metadata.location, properties)
         self._downcast = Config().get_bool(DOWNCAST_NS_TIMESTAMP_TO_US_ON_WRITE) or False
         self._kwargs = _get_parquet_writer_kwargs(properties)
+        self._dictionary_where_it_pays = dictionary_where_it_pays
         self._row_group_size = property_as_int(
             properties,
             TableProperties.PARQUET_ROW_GROUP_LIMIT,
@@ -107,13 +117,16 @@ class DataFileWriter:
         )
         name = f"00000-{next(self._task_ids)}-{self._write_uuid}.parquet"
         path = self._locations.new_data_location(data_file_name=name, partition_key=partition_key)
+        kwargs = self._kwargs
+        if self._dictionary_where_it_pays:
+            kwargs = {**kwargs, "use_dictionary": dictionary_columns(table)}
         output = self._io.new_output(path)
         with output.create(overwrite=True) as stream:
             writer = pq.ParquetWriter(
                 cast(IO[Any], stream),
                 schema=table.schema,
                 store_decimal_as_integer=True,
-                **self._kwargs,
+                **kwargs,
             )
             writer.write(table, row_group_size=self._row_group_size)
             writer.close()

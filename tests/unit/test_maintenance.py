@@ -407,6 +407,7 @@ def test_compaction_of_flat_types_reads_fast_and_keeps_rows(
             flat_rows(1000, 40).rename_columns([*FLAT.names[:5], "points", *FLAT.names[6:]])
         )
     before = table.scan().to_arrow().sort_by("id")
+    files_before = data_files(table)
     calls: list[int] = []
     real = pl.read_parquet
     monkeypatch.setattr(
@@ -420,6 +421,17 @@ def test_compaction_of_flat_types_reads_fast_and_keeps_rows(
     assert after.equals(before)
     assert report.files_rewritten > report.files_written > 0
     assert bool(calls) is not evolved
+    for task in catalog.load_table("bronze.flat").scan().plan_files():
+        if task.file.file_path in files_before:
+            continue
+        # written by compaction: a dictionary only where it pays (`kind`, 3 values)
+        chunks = pq.ParquetFile(local(task.file.file_path)).metadata.row_group(0)
+        dictionary = {
+            chunks.column(i).path_in_schema
+            for i in range(chunks.num_columns)
+            if chunks.column(i).dictionary_page_offset is not None
+        }
+        assert dictionary == ({"kind"} if task.file.partition[1] is not None else set())
 
 
 def test_rows_a_polars_read_misplaces_are_read_again_with_arrowscan(

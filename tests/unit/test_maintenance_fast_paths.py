@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
@@ -23,7 +24,8 @@ from pyiceberg.typedef import Record
 from lakehouse.iceberg.data_file_writer import DataFileWriter
 from lakehouse.iceberg.maintenance import _avro, compact
 from lakehouse.iceberg.maintenance._rewrite import _KnownPartition
-from tests.unit.test_maintenance import SCHEMA, ingest, rows, table_rows
+from lakehouse.iceberg.parquet_dictionary import dictionary_columns
+from tests.unit.test_maintenance import SCHEMA, flat_rows, flat_table, ingest, rows, table_rows
 
 
 def _deep(value: Any) -> Any:
@@ -171,6 +173,82 @@ def test_data_file_writer_equals_write_file(catalog: SqlCatalog) -> None:
     assert pq.read_table(ours.file_path.removeprefix("file://")).equals(
         pq.read_table(theirs.file_path.removeprefix("file://"))
     )
+
+
+def _parquet(data_file: Any) -> pq.ParquetFile:
+    return pq.ParquetFile(data_file.file_path.removeprefix("file://"))
+
+
+SAME_FIELDS = (
+    "content",
+    "file_format",
+    "partition",
+    "record_count",
+    "value_counts",
+    "null_value_counts",
+    "nan_value_counts",
+    "lower_bounds",
+    "upper_bounds",
+    "key_metadata",
+    "equality_ids",
+    "sort_order_id",
+)
+"""`DataFile` fields a change of encoding leaves alone (not the path, the file and column
+sizes, nor the row groups' offsets)."""
+
+
+def test_data_file_writer_dictionary_where_it_pays(catalog: SqlCatalog) -> None:
+    """Compaction's writer: the same rows, Arrow schema (field ids), partition and column
+    statistics as pyiceberg's `write_file` (the default writer, checked equal to it above);
+    only the encodings differ: a dictionary only where it is smaller than the values."""
+    table = flat_table(catalog, [("ts", DayTransform(), "ts_day")], batches=1, rows=10)
+    metadata = table.metadata
+    data = flat_rows(0, 3000)  # neither writer checks that rows belong to the partition given
+    [manifest] = table.current_snapshot().manifests(table.io)
+    partition = manifest.fetch_manifest_entry(table.io)[0].data_file.partition
+    key = _KnownPartition(
+        field_values=[], partition_spec=metadata.spec(), schema=metadata.schema(), record=partition
+    )
+    default = DataFileWriter(table.io, metadata)
+    pays = DataFileWriter(table.io, metadata, dictionary_where_it_pays=True)
+    for writer in (default, pays):
+        writer.prepare(data.schema)
+
+    theirs, ours = default.write(data, key), pays.write(data, key)
+
+    for name in SAME_FIELDS:
+        assert _deep(getattr(ours, name)) == _deep(getattr(theirs, name)), name
+    assert set(ours.column_sizes) == set(theirs.column_sizes)
+    assert len(ours.split_offsets or []) == len(theirs.split_offsets or [])
+    assert _parquet(ours).schema_arrow.equals(_parquet(theirs).schema_arrow, check_metadata=True)
+    assert _parquet(ours).read().equals(_parquet(theirs).read())
+    assert ours.file_size_in_bytes < theirs.file_size_in_bytes
+
+    chunks = _parquet(ours).metadata.row_group(0)
+    dictionary = {
+        chunks.column(i).path_in_schema
+        for i in range(chunks.num_columns)
+        if chunks.column(i).dictionary_page_offset is not None
+    }
+    assert dictionary == {"kind"}  # 3 values; the others are unique or boolean
+
+
+def test_dictionary_columns() -> None:
+    few = pa.array(["a", "b", None] * 500)
+    unique = pa.array([f"value-{i}" for i in range(1500)])
+    table = pa.table(
+        {
+            "few": few,
+            "unique": unique,
+            "ints": pa.array(range(1500), pa.int64()),
+            "nulls": pa.nulls(1500, pa.string()),
+            "flag": pa.array([True, False] * 750),
+        }
+    )
+    assert dictionary_columns(table) == ["few"]
+    assert dictionary_columns(table.slice(0, 0)) == []
+    nested = table.append_column("tags", pa.array([["x"]] * 1500))
+    assert dictionary_columns(nested) is True
 
 
 @pytest.mark.parametrize("flat", [True, False], ids=["polars-read", "arrowscan-read"])

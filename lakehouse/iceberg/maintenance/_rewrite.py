@@ -114,7 +114,11 @@ def rewrite_groups(table: Table, groups: Sequence[FileGroup]) -> list[list[DataF
     chunk is read only once the one before the previous is written (bounded memory).
     On any failure every file written is deleted and the error raised."""
     metadata = table.metadata
-    writer = DataFileWriter(table.io, metadata) if DataFileWriter.applies(metadata) else None
+    writer = (
+        DataFileWriter(table.io, metadata, dictionary_where_it_pays=True)
+        if DataFileWriter.applies(metadata)
+        else None
+    )
     by_index: dict[int, Future[list[DataFile]]] = {}
     in_flight: deque[list[Future[list[DataFile]]]] = deque()
 
