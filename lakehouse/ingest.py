@@ -240,8 +240,9 @@ def _ingest(
     # Otherwise it only commits the consumer group's offsets (and reads, on a thread).
     shallow = {"queued.min.messages": max(1_000, spec.batch.max_records // 8)}
     consumer = Consumer({**config, **shallow} if reading == "process" else config)
-    # While planning, the consumer connects and the registry client (~30 ms) is made.
+    # While planning, the consumers connect and the registry client (~30 ms) is made.
     warm_up = _in_background(consumer.list_topics, spec.topic, 10)  # errors surface later
+    prepared = _in_background(columnar.prepare, spec.topic) if columnar is not None else None
     reader: ReaderProcess | None = None
     try:
         registry = _in_background(RegistrySchemaSource, settings) if schemas is None else None
@@ -261,6 +262,8 @@ def _ingest(
             # first batches. One batch is read here: sooner than starting a child.
             reader = ReaderProcess(config, spec.topic)
         failed = threading.Event()  # set by the first stage that fails: reading stops
+        if prepared is not None:
+            prepared.result()  # the columnar consumer is used by one thread at a time
         batches = _batches(spec, columnar or consumer, reader, ranges, failed.is_set)
         if registry is not None:
             schemas = registry.result()
@@ -285,8 +288,10 @@ def _ingest(
 
         _run_stages(run, consumer, _then(batches, ask_ends), failed, log)
     finally:
-        with contextlib.suppress(Exception):
-            warm_up.result()  # never close the consumer under a call still running
+        for call in (warm_up, prepared):
+            with contextlib.suppress(Exception):
+                if call is not None:
+                    call.result()  # never close a consumer under a call still running
         consumer.close()
         if reader is not None:
             reader.close()

@@ -85,6 +85,10 @@ static struct {
     int64_t (*message_timestamp)(const rdk_message_t *, int *);
     void (*message_destroy)(rdk_message_t *);
     const char *(*err2str)(int);
+    rd_kafka_topic_t *(*topic_new)(rd_kafka_t *, const char *, void *);
+    void (*topic_destroy)(rd_kafka_topic_t *);
+    int (*metadata)(rd_kafka_t *, int, rd_kafka_topic_t *, const void **, int);
+    void (*metadata_destroy)(const void *);
     int (*consumer_close)(rd_kafka_t *);
     void (*destroy)(rd_kafka_t *);
 } rdk;
@@ -130,6 +134,10 @@ static PyObject *load(PyObject *self, PyObject *args) {
     RDK_SYMBOL(message_timestamp, "rd_kafka_message_timestamp");
     RDK_SYMBOL(message_destroy, "rd_kafka_message_destroy");
     RDK_SYMBOL(err2str, "rd_kafka_err2str");
+    RDK_SYMBOL(topic_new, "rd_kafka_topic_new");
+    RDK_SYMBOL(topic_destroy, "rd_kafka_topic_destroy");
+    RDK_SYMBOL(metadata, "rd_kafka_metadata");
+    RDK_SYMBOL(metadata_destroy, "rd_kafka_metadata_destroy");
     RDK_SYMBOL(consumer_close, "rd_kafka_consumer_close");
     RDK_SYMBOL(destroy, "rd_kafka_destroy");
     rdk.library = library;
@@ -434,6 +442,30 @@ static PyObject *consumer_assign(Consumer *self, PyObject *args) {
     if (err != RDK_ERR_NO_ERROR)
         return PyErr_Format(PyExc_RuntimeError, "assign %s: %s", topic, rdk.err2str(err));
     Py_RETURN_NONE;
+}
+
+/* prepare(topic, timeout_s): connect and learn the topic's partition leaders now (an
+ * assignment of a topic the client has no metadata for waits for librdkafka's next periodic
+ * refresh: up to a second). Returns whether the metadata arrived in time. */
+static PyObject *consumer_prepare(Consumer *self, PyObject *args) {
+    const char *topic;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "sd", &topic, &timeout) || check_usable(self) < 0)
+        return NULL;
+    int err = -1;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    rd_kafka_topic_t *rkt = rdk.topic_new(self->rk, topic, NULL);
+    if (rkt != NULL) {
+        const void *metadata = NULL;
+        err = rdk.metadata(self->rk, 0, rkt, &metadata, (int)(timeout * 1000));
+        if (metadata != NULL)
+            rdk.metadata_destroy(metadata);
+        rdk.topic_destroy(rkt);
+    }
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    return PyBool_FromLong(err == RDK_ERR_NO_ERROR);
 }
 
 /* The partition reached its end: stop fetching it. GIL not needed. */
@@ -754,6 +786,8 @@ static PyObject *consumer_close(Consumer *self, PyObject *unused) {
 static PyMethodDef consumer_methods[] = {
     {"assign", (PyCFunction)consumer_assign, METH_VARARGS,
      "assign(topic, [(partition, start, end), ...]): read [start, end) of each partition."},
+    {"prepare", (PyCFunction)consumer_prepare, METH_VARARGS,
+     "prepare(topic, timeout_s) -> bool: connect and fetch the topic's metadata now."},
     {"read", (PyCFunction)consumer_read, METH_VARARGS,
      "read(max_records, max_bytes, idle_timeout_s, chunk) -> one batch as column buffers."},
     {"positions", (PyCFunction)consumer_positions, METH_NOARGS,

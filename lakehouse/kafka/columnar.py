@@ -99,6 +99,12 @@ class ColumnarConsumer:
         except ValueError as exc:
             raise KafkaReadError(str(exc)) from exc
 
+    def prepare(self, topic: str, timeout_s: float = 10.0) -> bool:
+        """Connect and fetch `topic`'s metadata now (blocking; call while planning): reading
+        an assignment of a topic librdkafka knows nothing of waits for its next periodic
+        metadata refresh, up to a second. False if the metadata did not arrive in time."""
+        return bool(self._consumer.prepare(topic, timeout_s))
+
     def read_batches(
         self,
         topic: str,

@@ -175,6 +175,14 @@ def test_transactions_aborted_messages_and_markers_are_skipped(stack: Settings) 
     assert reached == {r.partition: r.end for r in ranges}  # past the last commit marker
 
 
+def test_prepare_learns_the_topic_before_reading(stack: Settings) -> None:
+    topic, ranges = _mixed_topic(stack, 100)
+    with ColumnarConsumer(consumer_config(stack)) as consumer:
+        assert consumer.prepare(topic)
+        batches = list(consumer.read_batches(topic, ranges, max_records=1_000, max_bytes=1 << 20))
+    assert sum(len(b) for b in batches) == 100
+
+
 def test_a_read_error_is_a_kafka_read_error(stack: Settings) -> None:
     topic, ranges = _mixed_topic(stack, 30)
     beyond = [PartitionRange(r.partition, r.end + 1_000, r.end + 2_000) for r in ranges]
