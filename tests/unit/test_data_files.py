@@ -90,3 +90,27 @@ def test_writer_follows_a_schema_change(catalog: SqlCatalog) -> None:
     [data_file] = write_data_files(table.io, table.metadata, wider)
     note_id = table.schema().find_field("note").field_id
     assert note_id in data_file.value_counts
+
+
+def test_dictionaries_only_where_they_pay(catalog: SqlCatalog) -> None:
+    import pyarrow.parquet as pq
+
+    n = 5_000
+    rows = pa.table(
+        {
+            "event_id": pa.array([f"event-{i:08d}" for i in range(n)], pa.string()),  # unique
+            "event_time": pa.array([DAY] * n, pa.timestamp("us", tz="UTC")),
+            "action": pa.array([("view", "click", "buy")[i % 3] for i in range(n)], pa.string()),
+        }
+    )
+    table = ensure_table(catalog, "bronze.dictionaries", rows.schema, [])
+    [written] = write_data_files(table.io, table.metadata, rows)
+    with table.io.new_input(written.file_path).open() as stream:
+        group = pq.ParquetFile(stream).metadata.row_group(0)
+        encodings = {
+            group.column(i).path_in_schema: group.column(i).encodings
+            for i in range(group.num_columns)
+        }
+    assert "RLE_DICTIONARY" not in encodings["event_id"]
+    assert "RLE_DICTIONARY" in encodings["action"]
+    assert "RLE_DICTIONARY" in encodings["event_time"]  # one value: a dictionary of one
