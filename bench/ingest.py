@@ -1,6 +1,8 @@
 """Ingestion throughput on the real broker, three ways, measured in one run:
 
   (a) raw    confluent-kafka reading every message, decoding nothing: the ceiling;
+  (a') columnar the product's own reader (librdkafka into Arrow, lakehouse.kafka.columnar)
+             reading every message, decoding nothing: how much of (b) is its reader;
   (b) bronze the product: Kafka → decode (registry) → Iceberg commit with offsets;
   (c) naive  what a user would hand-write: fastavro.schemaless_reader per message,
              pyarrow.Table.from_pylist, table.append.
@@ -42,12 +44,14 @@ def _free_port() -> int:
 
 
 def _peak_mb() -> float:
-    """Peak resident memory of this process (the bronze reader child is counted apart)."""
+    """Peak resident memory of this process (a bronze reader child is counted apart)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child_peak_mb() -> float:
-    """Peak resident memory of the largest child process ended so far (the reader)."""
+    """Peak resident memory of the largest child process ended so far (with
+    LAKEHOUSE_KAFKA_READER=process, the reader; else a short-lived helper such as
+    `ldconfig -p`, forked from this process)."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
@@ -114,6 +118,26 @@ def phase_raw(settings, topic: str, round_number: int) -> dict:  # type: ignore[
     return {"records": count, "bytes": nbytes, **timing}
 
 
+def phase_columnar(settings, topic: str, round_number: int) -> dict:  # type: ignore[no-untyped-def]
+    from lakehouse.kafka.admin import earliest_offsets, end_offsets
+    from lakehouse.kafka.columnar import ColumnarConsumer
+    from lakehouse.kafka.offsets import PartitionRange
+    from lakehouse.kafka.reader import consumer_config
+
+    ends = end_offsets(settings, topic)
+    starts = earliest_offsets(settings, topic)
+    ranges = [PartitionRange(p, starts[p], ends[p]) for p in ends]
+    config = {**consumer_config(settings), "group.id": f"bench-{uuid.uuid4().hex}"}
+    clock = _Clock()  # as the raw phase: connecting included
+    count = nbytes = 0
+    with ColumnarConsumer(config) as consumer:
+        consumer.prepare(topic)
+        for batch in consumer.read_batches(topic, ranges, max_records=100_000, max_bytes=1 << 26):
+            count += len(batch)
+            nbytes += batch.nbytes
+    return {"records": count, "bytes": nbytes, **clock.read()}
+
+
 def _table_name(kind: str, topic: str, round_number: int) -> str:
     return f"bench.{kind}_{topic.replace('-', '_')}_{round_number}"
 
@@ -130,6 +154,7 @@ def phase_bronze(settings, topic: str, round_number: int) -> dict:  # type: igno
     report = ingest(settings, spec, run_id="bench", dead_letter_table="bench.dead_letters")
     return {
         "records": report.records_written,
+        "kafka_reader": report.kafka_reader,
         "batches": report.batches,
         "dead_letters": report.dead_letters,
         **clock.read(),
@@ -192,7 +217,13 @@ def phase_warm(settings, topic: str, round_number: int) -> dict:  # type: ignore
     return {"schema_ids": sorted(schema_ids)}
 
 
-PHASES = {"warm": phase_warm, "raw": phase_raw, "bronze": phase_bronze, "naive": phase_naive}
+PHASES = {
+    "warm": phase_warm,
+    "raw": phase_raw,
+    "columnar": phase_columnar,
+    "bronze": phase_bronze,
+    "naive": phase_naive,
+}
 
 
 def _median_run(runs: list[dict]) -> dict:
@@ -274,13 +305,13 @@ def main() -> None:
         for _ in range(args.warm_passes):
             run_phase("warm", topic)
         # Interleaved rounds, medians: the machine's speed drifts by ±15% within minutes.
-        rounds: dict[str, list[dict]] = {name: [] for name in ("raw", "bronze", "naive")}
+        rounds: dict[str, list[dict]] = {n: [] for n in ("raw", "columnar", "bronze", "naive")}
         for round_number in range(args.rounds):
             for name in rounds:
                 r = run_phase(name, topic, round_number)
                 rounds[name].append(r)
                 print(
-                    f"  round {round_number + 1}  {name:7s} {r['records']:>10,} records  "
+                    f"  round {round_number + 1}  {name:8s} {r['records']:>10,} records  "
                     f"{r['records'] / r['seconds']:>12,.0f} rec/s  {r['cpu_seconds']:6.2f} s CPU  "
                     f"peak {r['peak_mb']:,.0f} MB",
                     flush=True,
@@ -293,12 +324,12 @@ def main() -> None:
             "records_per_second": {k: round(v) for k, v in rate.items()},
             "bronze_over_raw": round(rate["bronze"] / rate["raw"], 3),
             "bronze_over_naive": round(rate["bronze"] / rate["naive"], 2),
+            "bronze_over_columnar_read": round(rate["bronze"] / rate["columnar"], 3),
             "records_per_second_each_round": {
                 k: [round(r["records"] / r["seconds"]) for r in runs] for k, runs in rounds.items()
             },
             "peak_mb": {k: max(r["peak_mb"] for r in runs) for k, runs in rounds.items()},
-            "reader_child_peak_mb": max(r["child_peak_mb"] for r in rounds["bronze"]),
-            "reader_child_cpu_seconds": results["bronze"]["child_cpu_seconds"],
+            "bronze_kafka_reader": results["bronze"]["kafka_reader"],
             "cpu_seconds": {k: v["cpu_seconds"] for k, v in results.items()},
         }
         print(json.dumps(summary, indent=2))

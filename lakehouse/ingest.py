@@ -71,6 +71,7 @@ class IngestReport:
     lag_left: int = 0
     max_event_time: datetime | None = None
     seconds: float = 0.0
+    kafka_reader: str = ""  # how Kafka was read: columnar, process or thread
 
     @property
     def records_per_second(self) -> float:
@@ -91,6 +92,7 @@ class IngestReport:
             "seconds": round(self.seconds, 3),
             "records_per_second": round(self.records_per_second, 1),
             "max_event_time": self.max_event_time.isoformat() if self.max_event_time else "",
+            "kafka_reader": self.kafka_reader,
             "snapshot_id": str(self.snapshot_ids[-1]) if self.snapshot_ids else "",
             "offset_ranges": {
                 str(p): f"{start}..{end}" for p, (start, end) in sorted(self.offset_ranges.items())
@@ -232,7 +234,7 @@ def _ingest(
 ) -> IngestReport:
     started = time.monotonic()
     config = consumer_config(settings)
-    reading = _reader_kind(settings)
+    reading = reader_kind(settings)
     # The columnar consumer connects while the run plans; it reads everything.
     columnar = ColumnarConsumer(config) if reading == "columnar" else None
     # With reader processes this consumer reads one batch, or a backlog's first quarter
@@ -268,7 +270,9 @@ def _ingest(
         if registry is not None:
             schemas = registry.result()
         assert schemas is not None  # given, or made in the background
-        report = IngestReport(stream=spec.name, topic=spec.topic, table=spec.table)
+        report = IngestReport(
+            stream=spec.name, topic=spec.topic, table=spec.table, kafka_reader=reading
+        )
         run = _Run(
             settings,
             catalog,
@@ -375,7 +379,7 @@ def _run_stages(
         committer.wait()
 
 
-def _reader_kind(settings: Settings) -> str:
+def reader_kind(settings: Settings) -> str:
     """'columnar', 'process' or 'thread': how this run reads Kafka (`Settings.kafka_reader`)."""
     if settings.kafka_reader == "auto":
         return "columnar" if columnar_unavailable() is None else "process"

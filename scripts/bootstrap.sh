@@ -25,5 +25,9 @@ want="$(cat pyproject.toml lakehouse/kafka/*.c | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".[dev]"
+  # The C module of the columnar Kafka reader is optional: say whether it was built.
+  .venv/bin/python -c 'from lakehouse.kafka.columnar import unavailable_reason as why
+reason = why()
+print("columnar Kafka reader: " + ("built" if reason is None else f"not available ({reason}); ingestion reads Kafka through confluent-kafka"))'
   echo "$want" > "$stamp"
 fi
