@@ -586,8 +586,15 @@ static void handle(Consumer *self, Batch *b, const rdk_message_t *m) {
         }
         return;
     }
+    if (in_range(self, p) && self->open[p] && m->offset >= self->end[p]) {
+        /* Past the planned end: every offset before it was delivered, so what is left of
+         * the range holds no message (transaction markers): the partition is done. */
+        self->position[p] = self->end[p];
+        pause_if_done(self, p);
+        return;
+    }
     if (!wanted_message(self, m))
-        return; /* fetched past the planned end, or before the position: not ours */
+        return; /* before the position, or of a partition not being read: not ours */
     if (take(self, b, m) < 0)
         b->out_of_memory = 1;
 }
