@@ -12,6 +12,7 @@ The module is compiled when the package is installed; where it could not be (no 
 `unavailable_reason()` says why and ingestion reads through confluent-kafka instead.
 """
 
+import contextlib
 import functools
 import glob
 import os
@@ -35,8 +36,11 @@ def librdkafka_path() -> str | None:
     import confluent_kafka
 
     # Loaded already: the exact file in use (wheel, distribution package or own build).
-    with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-        for line in maps:
+    with (
+        contextlib.suppress(OSError),
+        open("/proc/self/maps", encoding="utf-8", errors="replace") as maps,
+    ):
+        for line in maps:  # Linux; elsewhere the wheels' own layout below
             path = line.rstrip("\n").split(maxsplit=5)[-1]
             if "librdkafka" in os.path.basename(path) and os.path.isfile(path):
                 return path
