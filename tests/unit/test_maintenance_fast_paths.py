@@ -80,6 +80,29 @@ def test_read_manifests_equals_pyiceberg(catalog: SqlCatalog, partitioning: str)
         assert [e.data_file.spec_id for e in entries] == [e.data_file.spec_id for e in expected]
 
 
+def test_data_file_bytes_found_after_a_longer_than_needed_varint(catalog: SqlCatalog) -> None:
+    """The encoded data_file of a read entry starts where its leading fields, encoded again
+    from their values, end; an entry written with a longer varint than needed (valid Avro)
+    has its fields skipped one by one instead."""
+    import zlib
+
+    table = _table(catalog, "varints", PARTITIONINGS["day-and-identity"])
+    manifest = table.current_snapshot().manifests(table.io)[0]
+    with table.io.new_input(manifest.manifest_path).open() as stream:
+        schema_json, codec, blocks = _avro._blocks(stream.read())
+    schema = schema_json.decode()
+    count, block = blocks[0]
+    plain = zlib.decompress(block, -15) if codec == b"deflate" else block
+    assert plain[0] == 0x02  # status ADDED (1), zigzag-encoded in one byte
+    longer = b"\x82\x00" + plain[1:]  # the same value in two bytes
+
+    expected = _avro._decode(schema, b"null", [(count, plain)], _avro._Encodings())
+    found = _avro._decode(schema, b"null", [(count, longer)], _avro._Encodings())
+
+    assert found == expected
+    assert all(raw for _, raw in found)
+
+
 @pytest.mark.parametrize("partitioning", PARTITIONINGS)
 def test_compaction_manifests_read_back_by_pyiceberg(
     catalog: SqlCatalog, partitioning: str

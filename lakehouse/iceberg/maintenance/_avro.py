@@ -27,6 +27,7 @@ from typing import Any
 import fastavro
 from pyiceberg.avro.file import AvroOutputFile
 from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.manifest import (
     DEFAULT_READ_VERSION,
     MANIFEST_ENTRY_SCHEMAS,
@@ -45,6 +46,7 @@ from pyiceberg.types import IcebergType, ListType, MapType, StructType
 from pyiceberg.utils.schema_conversion import AvroSchemaConversion
 
 from lakehouse.iceberg.maintenance._gc import no_gc
+from lakehouse.iceberg.maintenance._local import local_path, read_local
 
 _INT_LOGICAL_TYPES = frozenset({"date", "time-micros", "timestamp-micros", "timestamp-nanos"})
 """Logical types over int/long that pyiceberg keeps as plain ints (stripped for fastavro)."""
@@ -268,10 +270,26 @@ def _header(buf: _Buffer) -> tuple[dict[str, bytes], bytes]:
     return meta, buf.take(16)
 
 
-def _blocks(data: bytes) -> tuple[bytes, bytes, list[tuple[int, bytes]]]:
-    """Schema JSON, codec and (record count, block bytes) of an Avro container file."""
+_Headers = dict[bytes, dict[str, bytes]]
+"""Header bytes (magic and metadata, without the sync marker) → the metadata they hold."""
+
+
+def _blocks(
+    data: bytes, headers: _Headers | None = None
+) -> tuple[bytes, bytes, list[tuple[int, bytes]]]:
+    """Schema JSON, codec and (record count, block bytes) of an Avro container file.
+    `headers` holds headers parsed before: manifests written alike share one, and a file
+    that starts with one of them is not parsed again."""
     buf = _Buffer(data)
-    meta, sync = _header(buf)
+    for header, known in (headers or {}).items():
+        if data.startswith(header):
+            buf.pos = len(header)
+            meta, sync = known, buf.take(16)
+            break
+    else:
+        meta, sync = _header(buf)
+        if headers is not None:
+            headers[data[: buf.pos - 16]] = meta
     codec = meta.get("avro.codec", b"null")
     if codec not in (b"null", b"deflate"):
         raise Unsupported(f"codec {codec!r}")
@@ -310,13 +328,48 @@ def _skip_prefix(record: bytes) -> int:
     return buf.pos
 
 
+class _Encodings:
+    """Avro encodings of ints and `[null, long]` values, each computed once (a run's entries
+    repeat a few statuses, snapshot ids and sequence numbers)."""
+
+    def __init__(self) -> None:
+        self._ints: dict[int, bytes] = {}
+        self._optionals: dict[int | None, bytes] = {None: b"\x00"}
+
+    def integer(self, value: int) -> bytes:
+        found = self._ints.get(value)
+        if found is None:
+            found = self._ints[value] = _long(value)
+        return found
+
+    def optional(self, value: int | None) -> bytes:
+        found = self._optionals.get(value)
+        if found is None:
+            found = self._optionals[value] = b"\x02" + _long(value)  # type: ignore[arg-type]
+        return found
+
+    def prefix(
+        self, status: int, snapshot: int | None, seq: int | None, file_seq: int | None
+    ) -> bytes:
+        """A v2 manifest entry's fields before data_file, encoded."""
+        optional = self.optional
+        return b"".join(
+            (self.integer(status), optional(snapshot), optional(seq), optional(file_seq))
+        )
+
+
 def _decode(
-    schema_json: str, codec: bytes, blocks: list[tuple[int, bytes]]
+    schema_json: str, codec: bytes, blocks: list[tuple[int, bytes]], encodings: _Encodings
 ) -> list[tuple[Any, bytes | None]]:
-    """Records of `blocks` (one schema) and, when copyable, each one's encoded data_file."""
+    """Records of `blocks` (one schema) and, when copyable, each one's encoded data_file.
+
+    data_file starts after the record's leading fields; their decoded values, encoded
+    again, give its offset when the record starts with exactly those bytes (an encoder
+    writes the shortest varints; otherwise the fields are skipped one by one)."""
     plain, _ = _entry_reader(schema_json)
     parsed = _parsed(plain)
     copyable = _copyable(schema_json)
+    prefix = encodings.prefix
     out: list[tuple[Any, bytes | None]] = []
     for count, block in blocks:
         if codec == b"deflate":
@@ -324,10 +377,19 @@ def _decode(
         stream = io.BytesIO(block)
         for _ in range(count):
             start = stream.tell()
-            record = fastavro.schemaless_reader(stream, parsed, None)
+            record: Any = fastavro.schemaless_reader(stream, parsed, None)
             if copyable:
-                raw = block[start : stream.tell()]
-                out.append((record, raw[_skip_prefix(raw) :]))
+                head = prefix(
+                    record["status"],
+                    record["snapshot_id"],
+                    record["sequence_number"],
+                    record["file_sequence_number"],
+                )
+                if block.startswith(head, start):
+                    out.append((record, block[start + len(head) : stream.tell()]))
+                else:
+                    raw = block[start : stream.tell()]
+                    out.append((record, raw[_skip_prefix(raw) :]))
             else:
                 out.append((record, None))
     return out
@@ -346,16 +408,24 @@ def read_manifests(fileio: FileIO, manifests: list[ManifestFile]) -> list[list[M
         with fileio.new_input(manifest.manifest_path).open() as stream:
             return stream.read()
 
-    if all(m.manifest_path.startswith(("file:", "/")) for m in manifests):
-        contents = [fetch(m) for m in manifests]  # local: a thread per read costs more
+    paths = [local_path(m.manifest_path) for m in manifests]
+    if isinstance(fileio, PyArrowFileIO) and all(p is not None for p in paths):
+        # local: one read each, without a stream object (a thread per read costs more)
+        contents = [
+            read_local(p, m.manifest_length)
+            for p, m in zip(paths, manifests, strict=True)
+            if p is not None
+        ]
     else:
         with ThreadPoolExecutor(max_workers=8) as pool:
             contents = list(pool.map(fetch, manifests))
     results: list[list[ManifestEntry] | None] = [None] * len(manifests)
     by_schema: dict[tuple[bytes, bytes], list[tuple[int, list[tuple[int, bytes]]]]] = {}
+    headers: _Headers = {}
+    encodings = _Encodings()
     for index, data in enumerate(contents):
         try:
-            schema_json, codec, blocks = _blocks(data)
+            schema_json, codec, blocks = _blocks(data, headers)
             _entry_reader(schema_json.decode())
         except Unsupported:
             results[index] = manifests[index].fetch_manifest_entry(fileio, discard_deleted=False)
@@ -367,7 +437,7 @@ def read_manifests(fileio: FileIO, manifests: list[ManifestFile]) -> list[list[M
             _, convert = _entry_reader(schema_text)
             for index, blocks in files:
                 entries = []
-                for record, raw in _decode(schema_text, codec, blocks):
+                for record, raw in _decode(schema_text, codec, blocks, encodings):
                     entry = convert(record)
                     if raw is not None:
                         entry.data_file._lakehouse_avro = (schema_text, raw)
@@ -494,21 +564,14 @@ class FastAvroOutputFile(AvroOutputFile[ManifestEntry]):
         self._avro_json = avro_json
         self._copyable = _copyable(avro_json)
         self._parsed, self._convert = _entry_writer(avro_json, file_schema, record_schema)
-        self._pending = io.BytesIO()
+        self._pending: list[bytes] = []
         self._count = 0
         self.written: list[ManifestEntry] = []
-        self._optionals: dict[int | None, bytes] = {None: b"\x00"}
-
-    def _optional(self, value: int | None) -> bytes:
-        """A `[null, long]` union value, encoded (snapshot ids and sequence numbers repeat)."""
-        found = self._optionals.get(value)
-        if found is None:
-            found = self._optionals[value] = b"\x02" + _long(value)  # type: ignore[arg-type]
-        return found
+        self._encodings = _Encodings()
 
     def write_block(self, objects: list[ManifestEntry]) -> None:
         self.written.extend(objects)
-        pending, avro_json, optional = self._pending, self._avro_json, self._optional
+        pending, avro_json, prefix = self._pending, self._avro_json, self._encodings.prefix
         copyable = self._copyable
         for entry in objects:
             raw = getattr(entry.data_file, "_lakehouse_avro", None)
@@ -516,19 +579,14 @@ class FastAvroOutputFile(AvroOutputFile[ManifestEntry]):
                 # read from a manifest of this very schema: re-encode only the entry's
                 # status, snapshot id and sequence numbers, copy the data_file bytes
                 status, snapshot_id, sequence_number, file_sequence_number = entry._data[:4]
-                pending.write(
-                    b"".join(
-                        (
-                            _long(int(status)),
-                            optional(snapshot_id),
-                            optional(sequence_number),
-                            optional(file_sequence_number),
-                            raw[1],
-                        )
-                    )
+                pending.append(
+                    prefix(int(status), snapshot_id, sequence_number, file_sequence_number)
                 )
+                pending.append(raw[1])
             else:
-                fastavro.schemaless_writer(pending, self._parsed, self._convert(entry))
+                encoded = io.BytesIO()
+                fastavro.schemaless_writer(encoded, self._parsed, self._convert(entry))
+                pending.append(encoded.getvalue())
             self._count += 1
         if self._count >= _BLOCK_RECORDS:
             self._flush()
@@ -536,14 +594,14 @@ class FastAvroOutputFile(AvroOutputFile[ManifestEntry]):
     def _flush(self) -> None:
         if not self._count:
             return
-        content = self._pending.getvalue()
+        content = b"".join(self._pending)
         if codec := self.compression_codec():
             content, _ = codec.compress(content)
         self.encoder.write_int(self._count)
         self.encoder.write_int(len(content))
         self.encoder.write(content)
         self.encoder.write(self.sync_bytes)
-        self._pending = io.BytesIO()
+        self._pending = []
         self._count = 0
 
     def __exit__(

@@ -68,6 +68,7 @@ from pyiceberg.types import (
 from lakehouse.errors import LakehouseError
 from lakehouse.iceberg.data_file_writer import DataFileWriter
 from lakehouse.iceberg.maintenance._files import delete_all
+from lakehouse.iceberg.maintenance._local import local_path, read_local
 from lakehouse.iceberg.maintenance.planning import FileGroup
 
 _ONE_FILE = str(2**62)
@@ -240,7 +241,8 @@ def _polars_ok(table: Table, metadata: TableMetadata, group: FileGroup) -> bool:
     if not all(_exact(field) for field in metadata.schema().fields):
         return False
     return all(
-        f.file_format == FileFormat.PARQUET and _local(f.file_path) is not None for f in group.files
+        f.file_format == FileFormat.PARQUET and local_path(f.file_path) is not None
+        for f in group.files
     )
 
 
@@ -252,11 +254,11 @@ def _read_chunk(metadata: TableMetadata, groups: list[FileGroup]) -> list[pa.Tab
     """The groups' rows through one Polars read of the files' bytes (None when Polars cannot
     read them exactly, or a group's rows are not all of its partition: the caller falls back
     to ArrowScan)."""
-    files = [(_local(f.file_path), f.file_size_in_bytes) for g in groups for f in g.files]
+    files = [(local_path(f.file_path), f.file_size_in_bytes) for g in groups for f in g.files]
     if not files or any(path is None for path, _ in files):
         return None
     try:
-        contents = [_read_bytes(path, size) for path, size in files if path is not None]
+        contents = [read_local(path, size) for path, size in files if path is not None]
     except OSError:
         return None  # e.g. a missing file: ArrowScan raises pyiceberg's error
     target = _arrow_schema(metadata.schema(), contents[0])
@@ -285,23 +287,6 @@ def _read_chunk(metadata: TableMetadata, groups: list[FileGroup]) -> list[pa.Tab
     if not all(checks.holds(g, t) for g, t in zip(groups, tables, strict=True)):
         return None
     return tables
-
-
-def _read_bytes(path: str, size: int) -> bytes:
-    """The file's bytes: one `read` of the size the manifest gives (and one more byte, to
-    see the end), without Python's buffered file object; a file of another size is read
-    to its end."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = os.read(fd, size + 1)
-        if len(data) == size:
-            return data
-        parts = [data]
-        while part := os.read(fd, 1 << 20):
-            parts.append(part)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
 
 
 class _PartitionChecks:
@@ -350,14 +335,6 @@ class _PartitionChecks:
         except (pa.ArrowException, ValueError, TypeError, NotImplementedError):
             return False
         return True
-
-
-def _local(location: str) -> str | None:
-    """The local path of a `file://` or scheme-less location, else None."""
-    if location.startswith("file:///"):
-        return location[len("file://") :]  # what parse_location gives, without urlparse
-    scheme, _, path = PyArrowFileIO.parse_location(location)
-    return path if scheme == "file" else None
 
 
 def _read_with_arrowscan(table: Table, metadata: TableMetadata, group: FileGroup) -> pa.Table:
