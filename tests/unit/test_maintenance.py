@@ -540,3 +540,31 @@ def test_a_failing_group_write_deletes_the_written_files_and_commits_nothing(
     fresh = catalog.load_table("bronze.flat")
     assert fresh.current_snapshot().snapshot_id == snapshot
     assert {str(p) for p in Path(local(table.location())).rglob("*.parquet")} == on_disk
+
+
+def test_compaction_restores_the_switch_interval_and_collector(
+    catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run shortens the GIL switch interval and pauses the collector (`_switch`, `_gc`);
+    both are as they were afterwards, also when the run fails."""
+    import gc
+    import sys
+
+    seen: list[tuple[float, bool]] = []
+    table = ingest(make_table(catalog), batches=3, size=20)
+    real = compaction_module.rewrite_groups
+
+    def rewrite(*args):  # type: ignore[no-untyped-def]
+        seen.append((sys.getswitchinterval(), gc.isenabled()))
+        return real(*args)
+
+    monkeypatch.setattr(compaction_module, "rewrite_groups", rewrite)
+    before = (sys.getswitchinterval(), gc.isenabled())
+
+    compact(table, target_file_size_bytes=1 << 20)
+
+    assert seen == [(0.0005, False)]
+    assert (sys.getswitchinterval(), gc.isenabled()) == before
+    with pytest.raises(TypeError):
+        compact(table, target_file_size_bytes="not a size")  # type: ignore[arg-type]
+    assert (sys.getswitchinterval(), gc.isenabled()) == before

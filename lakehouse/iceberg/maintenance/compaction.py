@@ -18,6 +18,7 @@ from lakehouse.iceberg.maintenance._gc import no_gc
 from lakehouse.iceberg.maintenance._manifests import ManifestEntries
 from lakehouse.iceberg.maintenance._producer import ReplaceFiles
 from lakehouse.iceberg.maintenance._rewrite import rewrite_groups
+from lakehouse.iceberg.maintenance._switch import short_switch_interval
 from lakehouse.iceberg.maintenance._table import TableOrLoader, load
 from lakehouse.iceberg.maintenance.planning import (
     SMALL_FILE_RATIO,
@@ -137,7 +138,7 @@ def compact(
     Table properties (the ingest offsets) are never touched.
     """
     started = time.monotonic()
-    with no_gc():  # the whole run: see `_gc`
+    with no_gc(), short_switch_interval():  # the whole run: see `_gc`, `_switch`
         table = load(table_or_loader)
         entries = ManifestEntries(table.io)
         try:
