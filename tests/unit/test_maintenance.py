@@ -183,8 +183,8 @@ def _hook_rewrite(monkeypatch: pytest.MonkeyPatch, action) -> list[str]:
     written: list[str] = []
     real = compaction_module.rewrite_groups
 
-    def rewrite(table, groups):
-        out = real(table, groups)
+    def rewrite(table, groups, *rest):
+        out = real(table, groups, *rest)
         first = not written
         written.extend(f.file_path for files in out for f in files)
         if first:
@@ -397,7 +397,7 @@ def test_compaction_of_flat_types_reads_fast_and_keeps_rows(
     a schema change they go through ArrowScan. Either way rows and Arrow types are kept."""
     import polars as pl
 
-    from lakehouse.iceberg.maintenance import _rewrite
+    from lakehouse.iceberg.maintenance import _polars_read
 
     table = flat_table(catalog, [("ts", DayTransform(), "ts_day"), KIND], batches=6, rows=40)
     if evolved:
@@ -411,7 +411,7 @@ def test_compaction_of_flat_types_reads_fast_and_keeps_rows(
     calls: list[int] = []
     real = pl.read_parquet
     monkeypatch.setattr(
-        _rewrite.pl, "read_parquet", lambda *a, **k: calls.append(1) or real(*a, **k)
+        _polars_read.pl, "read_parquet", lambda *a, **k: calls.append(1) or real(*a, **k)
     )
 
     report = compact(table, target_file_size_bytes=1 << 20, min_manifests_to_merge=2)
@@ -434,6 +434,70 @@ def test_compaction_of_flat_types_reads_fast_and_keeps_rows(
         assert dictionary == ({"kind"} if task.file.partition[1] is not None else set())
 
 
+@pytest.mark.parametrize("share", [1.0, 0.5], ids=["all-read-while-planning", "half"])
+def test_files_read_while_planning_are_not_read_again(
+    catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch, share: float
+) -> None:
+    """Small files are read and decoded while the manifests are planned (`_prefetch`);
+    groups all of whose files were are written from those rows; the others (past the
+    byte budget) are read the usual way. Rows are kept either way."""
+    from lakehouse.iceberg.maintenance import _prefetch, _rewrite
+
+    # 12 appends of half a day each: every (day, kind) partition has two files, in two
+    # consecutive manifests, so a budget of half the bytes covers some groups, not all
+    table = flat_table(catalog, [("ts", DayTransform(), "ts_day"), KIND], batches=12, rows=240)
+    before = table.scan().to_arrow().sort_by("id")
+    total = int(table.current_snapshot().summary["total-files-size"])
+    real_for_table = _prefetch.Prefetch.for_table.__func__  # type: ignore[attr-defined]
+    made: list[_prefetch.Prefetch] = []
+
+    def for_table(cls, table, small_bytes):  # type: ignore[no-untyped-def]
+        prefetch = real_for_table(cls, table, small_bytes)
+        prefetch._budget_bytes = int(total * share)
+        made.append(prefetch)
+        return prefetch
+
+    monkeypatch.setattr(_prefetch.Prefetch, "for_table", classmethod(for_table))
+    chunk_reads: list[int] = []
+    real_read_chunk = _rewrite._read_chunk
+    monkeypatch.setattr(
+        _rewrite,
+        "_read_chunk",
+        lambda metadata, groups, checks: (
+            chunk_reads.append(len(groups)) or real_read_chunk(metadata, groups, checks)
+        ),
+    )
+
+    report = compact(table, target_file_size_bytes=1 << 20, min_manifests_to_merge=2)
+
+    assert len(made) == 1
+    assert catalog.load_table("bronze.flat").scan().to_arrow().sort_by("id").equals(before)
+    assert report.files_rewritten > report.files_written > 1
+    if share == 1.0:
+        assert chunk_reads == []  # every group came from the files read while planning
+    else:
+        assert 0 < sum(chunk_reads) < report.files_written
+
+
+def test_no_files_are_read_while_planning_a_filtered_compaction(
+    catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyiceberg.expressions import EqualTo
+
+    from lakehouse.iceberg.maintenance import _prefetch
+
+    table = flat_table(catalog, [("ts", DayTransform(), "ts_day"), KIND], batches=4, rows=40)
+    before = table.scan().to_arrow().sort_by("id")
+    monkeypatch.setattr(_prefetch.Prefetch, "add", lambda *a: pytest.fail("read while planning"))
+
+    report = compact(
+        table, target_file_size_bytes=1 << 20, partition_filter=EqualTo("kind", "view")
+    )
+
+    assert report.files_written > 0
+    assert catalog.load_table("bronze.flat").scan().to_arrow().sort_by("id").equals(before)
+
+
 def test_rows_a_polars_read_misplaces_are_read_again_with_arrowscan(
     catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -442,12 +506,12 @@ def test_rows_a_polars_read_misplaces_are_read_again_with_arrowscan(
     partition check sees it and the chunk is read again by ArrowScan, rows kept."""
     import polars as pl
 
-    from lakehouse.iceberg.maintenance import _rewrite
+    from lakehouse.iceberg.maintenance import _polars_read, _rewrite
 
     table = flat_table(catalog, [("ts", DayTransform(), "ts_day"), KIND], batches=6, rows=40)
     before = table.scan().to_arrow().sort_by("id")
     real = pl.read_parquet
-    monkeypatch.setattr(_rewrite.pl, "read_parquet", lambda *a, **k: real(*a, **k).reverse())
+    monkeypatch.setattr(_polars_read.pl, "read_parquet", lambda *a, **k: real(*a, **k).reverse())
     fallback: list[int] = []
     real_scan = _rewrite._read_with_arrowscan
     monkeypatch.setattr(

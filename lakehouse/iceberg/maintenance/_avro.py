@@ -400,9 +400,14 @@ def _parsed(plain_json: str) -> Any:
     return fastavro.parse_schema(json.loads(plain_json))
 
 
-def read_manifests(fileio: FileIO, manifests: list[ManifestFile]) -> list[list[ManifestEntry]]:
+def read_manifests(
+    fileio: FileIO,
+    manifests: list[ManifestFile],
+    on_entries: Callable[[list[ManifestEntry]], None] | None = None,
+) -> list[list[ManifestEntry]]:
     """All entries of each manifest (deleted ones included), as
-    `manifest.fetch_manifest_entry(io, discard_deleted=False)` returns them."""
+    `manifest.fetch_manifest_entry(io, discard_deleted=False)` returns them; `on_entries` is
+    given each manifest's entries as soon as they are decoded."""
 
     def fetch(manifest: ManifestFile) -> bytes:
         with fileio.new_input(manifest.manifest_path).open() as stream:
@@ -428,7 +433,10 @@ def read_manifests(fileio: FileIO, manifests: list[ManifestFile]) -> list[list[M
             schema_json, codec, blocks = _blocks(data, headers)
             _entry_reader(schema_json.decode())
         except Unsupported:
-            results[index] = manifests[index].fetch_manifest_entry(fileio, discard_deleted=False)
+            fallback = manifests[index].fetch_manifest_entry(fileio, discard_deleted=False)
+            results[index] = fallback
+            if on_entries is not None:
+                on_entries(fallback)
             continue
         by_schema.setdefault((schema_json, codec), []).append((index, blocks))
     with no_gc():
@@ -443,6 +451,8 @@ def read_manifests(fileio: FileIO, manifests: list[ManifestFile]) -> list[list[M
                         entry.data_file._lakehouse_avro = (schema_text, raw)
                     entries.append(_inherit_from_manifest(entry, manifests[index]))
                 results[index] = entries
+                if on_entries is not None:
+                    on_entries(entries)
     return [r if r is not None else [] for r in results]
 
 

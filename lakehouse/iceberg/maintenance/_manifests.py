@@ -31,8 +31,12 @@ from lakehouse.iceberg.maintenance._avro import read_manifests
 class ManifestEntries:
     """Entries of manifest files by path, each file read at most once."""
 
-    def __init__(self, io: FileIO) -> None:
+    def __init__(
+        self, io: FileIO, on_read: Callable[[list[ManifestEntry]], None] | None = None
+    ) -> None:
+        """`on_read` is given each manifest's entries as they are decoded (see `_prefetch`)."""
         self._io = io
+        self._on_read = on_read
         self._entries: dict[str, list[ManifestEntry]] = {}
         self._lists: dict[str, list[ManifestFile]] = {}
 
@@ -48,7 +52,8 @@ class ManifestEntries:
         todo = {m.manifest_path: m for m in manifests if m.manifest_path not in self._entries}
         if not todo:
             return
-        for path, entries in zip(todo, read_manifests(self._io, list(todo.values())), strict=True):
+        read = read_manifests(self._io, list(todo.values()), self._on_read)
+        for path, entries in zip(todo, read, strict=True):
             self._entries[path] = entries
 
     def put(self, path: str, entries: list[ManifestEntry]) -> None:

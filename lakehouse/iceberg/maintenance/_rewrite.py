@@ -7,20 +7,16 @@ holds files of one partition of the current spec, so the rows need no re-partiti
 find that one partition). Groups of an older spec go through `_dataframe_to_data_files`.
 Files are written on a pool of threads while the next chunk of groups is read.
 
-Reading has two paths:
+Reading has three paths:
+- Groups whose files were all read while planning (`_prefetch`) are sliced out of those
+  batches and written first, in the order their batches are ready.
 - Polars' Parquet reader over the bytes of the exact files of a whole chunk of groups (up
-  to `MAX_CHUNK_BYTES` of input), when that cannot differ from pyiceberg's field-id
-  projection: local Parquet files of a table that has only ever had one schema (so every
-  file's column names are the current ones), with column types that round-trip exactly
-  through Polars, and the chunk's first file carrying the schema's field ids; the result is
-  cast to the Arrow schema ArrowScan gives (string/binary widths as that first file stores
-  them) and cut into the groups by their files' record counts (Polars concatenates the
-  sources in order). Each group's rows are then checked to be all of its partition (the
-  spec's transforms, as pyiceberg's writer computes partitions); a chunk that fails the
-  check, like one Polars cannot read, is read again by ArrowScan. The files are read into
-  memory first: Polars' own file reading (async tasks and a blocking-thread pool per file)
-  cost ~0.3 CPU-s more over 4,000 tiny files. Chunks are a quarter of the input
-  (4-128 MiB) so that reading overlaps writing.
+  to `MAX_CHUNK_BYTES` of input) where that cannot differ from pyiceberg's field-id
+  projection (see `_polars_read`), cut into the groups by their files' record counts.
+  Chunks are a quarter of the input (4-128 MiB) so that reading overlaps writing.
+  Either way each group's rows are then checked to be all of its partition (the spec's
+  transforms, as pyiceberg's writer computes partitions); a group that fails the check,
+  like one Polars cannot read, is read again by ArrowScan.
 - pyiceberg's `ArrowScan` (projection by field id onto the current schema) otherwise.
 """
 
@@ -34,60 +30,31 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.io.pyarrow import (
-    ArrowScan,
-    PyArrowFileIO,
-    _dataframe_to_data_files,
-    schema_to_pyarrow,
-)
-from pyiceberg.manifest import DataFile, FileFormat
+from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionField, PartitionKey, partition_record_value
-from pyiceberg.schema import Schema
 from pyiceberg.table import FileScanTask, Table, TableProperties
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.typedef import Record
-from pyiceberg.types import (
-    BinaryType,
-    BooleanType,
-    DateType,
-    DoubleType,
-    FloatType,
-    IntegerType,
-    LongType,
-    NestedField,
-    StringType,
-    TimestampType,
-    TimestamptzType,
-)
 
 from lakehouse.errors import LakehouseError
 from lakehouse.iceberg.data_file_writer import DataFileWriter
 from lakehouse.iceberg.maintenance._files import delete_all
 from lakehouse.iceberg.maintenance._local import local_path, read_local
+from lakehouse.iceberg.maintenance._polars_read import (
+    chunk_bytes,
+    file_ok,
+    read_files,
+    table_ok,
+)
+from lakehouse.iceberg.maintenance._prefetch import Prefetch
 from lakehouse.iceberg.maintenance.planning import FileGroup
 
 _ONE_FILE = str(2**62)
 """Target size given to pyiceberg's writer so a group (already packed by size) stays one file."""
-
-_POLARS_EXACT = (
-    BooleanType,
-    IntegerType,
-    LongType,
-    FloatType,
-    DoubleType,
-    DateType,
-    TimestampType,
-    TimestamptzType,
-    StringType,
-    BinaryType,
-)
-"""Iceberg types whose Parquet → Polars → Arrow round trip is exact (no maps, decimals,
-uuids, fixed, time or nested types: those go through ArrowScan)."""
 
 
 @dataclass(frozen=True)
@@ -102,17 +69,14 @@ class _KnownPartition(PartitionKey):
         return self.record
 
 
-MAX_CHUNK_BYTES = 128 * 1024 * 1024
-"""Input bytes (compressed, as in the manifests) read by one Polars call at most."""
-MIN_CHUNK_BYTES = 4 * 1024 * 1024
-"""Below this a Polars call spends more on its own setup than it saves by overlapping."""
-
-
-def rewrite_groups(table: Table, groups: Sequence[FileGroup]) -> list[list[DataFile]]:
+def rewrite_groups(
+    table: Table, groups: Sequence[FileGroup], prefetch: Prefetch | None = None
+) -> list[list[DataFile]]:
     """Each group's rows, written as new data files in the table's current spec (in the
-    order of `groups`). Chunks of groups are read one after the other while the previous
-    chunk's files are written on a pool of threads (Parquet encoding releases the GIL); a
-    chunk is read only once the one before the previous is written (bounded memory).
+    order of `groups`). Groups read while planning (`prefetch`) are written first; then
+    chunks of the other groups are read one after the other while the previous chunk's
+    files are written on a pool of threads (Parquet encoding releases the GIL); a chunk is
+    read only once the one before the previous is written (bounded memory).
     On any failure every file written is deleted and the error raised."""
     metadata = table.metadata
     writer = (
@@ -120,6 +84,7 @@ def rewrite_groups(table: Table, groups: Sequence[FileGroup]) -> list[list[DataF
         if DataFileWriter.applies(metadata)
         else None
     )
+    checks = _PartitionChecks(metadata)
     by_index: dict[int, Future[list[DataFile]]] = {}
     in_flight: deque[list[Future[list[DataFile]]]] = deque()
 
@@ -138,10 +103,15 @@ def rewrite_groups(table: Table, groups: Sequence[FileGroup]) -> list[list[DataF
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         try:
+            rest = list(range(len(groups)))
+            if prefetch is not None:
+                rest = _write_prefetched(prefetch, groups, checks, submit)
             slow: list[int] = []
-            for chunk, polars_ok in _chunks(table, metadata, groups, _chunk_bytes(groups)):
+            for chunk, polars_ok in _chunks(table, metadata, groups, rest, _chunk_bytes(groups)):
                 make_room()
-                tables = _read_chunk(metadata, [groups[i] for i in chunk]) if polars_ok else None
+                tables = (
+                    _read_chunk(metadata, [groups[i] for i in chunk], checks) if polars_ok else None
+                )
                 if tables is None:
                     slow.extend(chunk)
                     continue
@@ -157,10 +127,34 @@ def rewrite_groups(table: Table, groups: Sequence[FileGroup]) -> list[list[DataF
             raise
 
 
+def _write_prefetched(
+    prefetch: Prefetch,
+    groups: Sequence[FileGroup],
+    checks: "_PartitionChecks",
+    submit: Callable[[list[int], list[pa.Table]], None],
+) -> list[int]:
+    """Submit the groups whose files were all read while planning, in the order their
+    batches are decoded; returns the indexes of the others (to be read the usual way)."""
+    ready: list[tuple[int, int]] = []
+    rest: list[int] = []
+    for index, group in enumerate(groups):
+        batch = prefetch.batch_of(group)
+        if batch is None:
+            rest.append(index)
+        else:
+            ready.append((batch, index))
+    for _, index in sorted(ready):
+        rows = prefetch.rows(groups[index])
+        if rows is None or not checks.holds(groups[index], rows):
+            rest.append(index)
+            continue
+        submit([index], [rows])
+    return sorted(rest)
+
+
 def _chunk_bytes(groups: Sequence[FileGroup]) -> int:
     """A quarter of the input (so reading overlaps writing), within the bounds."""
-    total = sum(g.bytes for g in groups)
-    return max(MIN_CHUNK_BYTES, min(MAX_CHUNK_BYTES, total // 4))
+    return chunk_bytes(sum(g.bytes for g in groups))
 
 
 def _submit(
@@ -214,14 +208,20 @@ def _repartitioned(table: Table, rows: pa.Table) -> list[DataFile]:
 
 
 def _chunks(
-    table: Table, metadata: TableMetadata, groups: Sequence[FileGroup], chunk_bytes: int
+    table: Table,
+    metadata: TableMetadata,
+    groups: Sequence[FileGroup],
+    indexes: list[int],
+    chunk_bytes: int,
 ) -> Iterator[tuple[list[int], bool]]:
-    """Indexes of groups Polars may read together (up to `chunk_bytes`), with True; and of
-    the groups Polars cannot read exactly, one at a time, with False."""
+    """Of `indexes`, those of groups Polars may read together (up to `chunk_bytes`), with
+    True; and of the groups Polars cannot read exactly, one at a time, with False."""
+    polars_table = table_ok(table.io, metadata)
     chunk: list[int] = []
     size = 0
-    for index, group in enumerate(groups):
-        if not _polars_ok(table, metadata, group):
+    for index in indexes:
+        group = groups[index]
+        if not (polars_table and all(file_ok(f) for f in group.files)):
             yield [index], False
             continue
         if chunk and size + group.bytes > chunk_bytes:
@@ -233,24 +233,9 @@ def _chunks(
         yield chunk, True
 
 
-def _polars_ok(table: Table, metadata: TableMetadata, group: FileGroup) -> bool:
-    """Whether Polars reads the group's files exactly as ArrowScan would (see the module
-    docstring; the field ids of the chunk's first file are checked when it is read)."""
-    if len(metadata.schemas) != 1 or not isinstance(table.io, PyArrowFileIO):
-        return False
-    if not all(_exact(field) for field in metadata.schema().fields):
-        return False
-    return all(
-        f.file_format == FileFormat.PARQUET and local_path(f.file_path) is not None
-        for f in group.files
-    )
-
-
-def _exact(field: NestedField) -> bool:
-    return isinstance(field.field_type, _POLARS_EXACT)
-
-
-def _read_chunk(metadata: TableMetadata, groups: list[FileGroup]) -> list[pa.Table] | None:
+def _read_chunk(
+    metadata: TableMetadata, groups: list[FileGroup], checks: "_PartitionChecks"
+) -> list[pa.Table] | None:
     """The groups' rows through one Polars read of the files' bytes (None when Polars cannot
     read them exactly, or a group's rows are not all of its partition: the caller falls back
     to ArrowScan)."""
@@ -261,29 +246,15 @@ def _read_chunk(metadata: TableMetadata, groups: list[FileGroup]) -> list[pa.Tab
         contents = [read_local(path, size) for path, size in files if path is not None]
     except OSError:
         return None  # e.g. a missing file: ArrowScan raises pyiceberg's error
-    target = _arrow_schema(metadata.schema(), contents[0])
-    if target is None:
-        return None
-    try:
-        frame = pl.read_parquet(contents, columns=target.names)
-    except pl.exceptions.PolarsError:
-        return None  # e.g. a file without some column: ArrowScan fills it with nulls
+    rows = read_files(metadata, contents, sum(g.rows for g in groups))
     del contents
-    if frame.height != sum(g.rows for g in groups):
+    if rows is None:
         return None
-    try:
-        # one chunk per column first: Arrow conversion of 4,000 per-file chunks is 2x slower,
-        # and each group becomes a zero-copy slice
-        rows = frame.rechunk().to_arrow(compat_level=pl.CompatLevel.newest()).cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    del frame
     tables = []
     offset = 0
     for group in groups:
         tables.append(rows.slice(offset, group.rows))
         offset += group.rows
-    checks = _PartitionChecks(metadata)
     if not all(checks.holds(g, t) for g, t in zip(groups, tables, strict=True)):
         return None
     return tables
@@ -341,31 +312,3 @@ def _read_with_arrowscan(table: Table, metadata: TableMetadata, group: FileGroup
     tasks = [FileScanTask(f) for f in group.files]  # a list: ArrowScan iterates it twice
     schema = metadata.schema()
     return ArrowScan(metadata, table.io, schema, AlwaysTrue()).to_table(tasks).combine_chunks()
-
-
-_WIDTHS = (pa.string(), pa.large_string(), pa.binary(), pa.large_binary())
-
-
-def _arrow_schema(schema: Schema, sample: bytes) -> pa.Schema | None:
-    """The Arrow schema ArrowScan gives this table's rows: the current schema with string and
-    binary widths as the files store them (taken from the chunk's first file, whose field
-    ids must match the schema's), or None when the file does not look like that."""
-    try:
-        stored = pq.read_schema(pa.BufferReader(sample))
-    except (pa.ArrowException, OSError):
-        return None
-    fields = []
-    for field in schema_to_pyarrow(schema, include_field_ids=False):
-        index = stored.get_field_index(field.name)
-        if index < 0:
-            return None
-        found = stored.field(index)
-        field_id = (found.metadata or {}).get(b"PARQUET:field_id")
-        if field_id is None or int(field_id) != schema.find_field(field.name).field_id:
-            return None
-        if field.type in _WIDTHS:
-            if found.type not in _WIDTHS:
-                return None
-            field = field.with_type(found.type)
-        fields.append(field)
-    return pa.schema(fields)

@@ -16,6 +16,7 @@ from lakehouse.errors import CommitConflictError, LakehouseError
 from lakehouse.iceberg.maintenance._files import delete_all
 from lakehouse.iceberg.maintenance._gc import no_gc
 from lakehouse.iceberg.maintenance._manifests import ManifestEntries
+from lakehouse.iceberg.maintenance._prefetch import Prefetch
 from lakehouse.iceberg.maintenance._producer import ReplaceFiles
 from lakehouse.iceberg.maintenance._rewrite import rewrite_groups
 from lakehouse.iceberg.maintenance._switch import short_switch_interval
@@ -140,12 +141,18 @@ def compact(
     started = time.monotonic()
     with no_gc(), short_switch_interval():  # the whole run: see `_gc`, `_switch`
         table = load(table_or_loader)
-        entries = ManifestEntries(table.io)
+        prefetch = (
+            Prefetch.for_table(table, int(target_file_size_bytes * small_file_ratio))
+            if partition_filter is None
+            else None
+        )
+        entries = ManifestEntries(table.io, prefetch.add if prefetch is not None else None)
         try:
             return _compact(
                 table_or_loader,
                 table,
                 entries,
+                prefetch,
                 started,
                 target_file_size_bytes=target_file_size_bytes,
                 min_input_files=min_input_files,
@@ -156,12 +163,15 @@ def compact(
             )
         finally:
             entries.clear()
+            if prefetch is not None:
+                prefetch.close()
 
 
 def _compact(
     table_or_loader: TableOrLoader,
     table: Table,
     entries: ManifestEntries,
+    prefetch: Prefetch | None,
     started: float,
     *,
     target_file_size_bytes: int,
@@ -179,6 +189,8 @@ def _compact(
         small_file_ratio=small_file_ratio,
         entries=entries,
     )
+    if prefetch is not None:
+        prefetch.finish()
     manifests_before = _manifest_count(table, entries)
     merge = manifests_before >= min_manifests_to_merge
     groups = plan.groups
@@ -186,7 +198,9 @@ def _compact(
     if not groups and not merge:
         return _report(plan, groups, {}, manifests_before, manifests_before, 0, started, -1)
 
-    written = _rewrite_all(table, groups)
+    written = _rewrite_all(table, groups, prefetch)
+    if prefetch is not None:
+        prefetch.close()  # free what was read before committing
     phases.append(time.monotonic() - started - phases[0])
     try:
         table, groups, snapshot_ids, attempts = _commit_with_retries(
@@ -216,10 +230,11 @@ def _compact(
 
 
 def _rewrite_all(
-    table: Table, groups: tuple[FileGroup, ...]
+    table: Table, groups: tuple[FileGroup, ...], prefetch: Prefetch | None
 ) -> dict[tuple[str, ...], list[DataFile]]:
     """Every group rewritten (`rewrite_groups` deletes its output itself on failure)."""
-    return {_key(g): files for g, files in zip(groups, rewrite_groups(table, groups), strict=True)}
+    rewritten = rewrite_groups(table, groups, prefetch)
+    return {_key(g): files for g, files in zip(groups, rewritten, strict=True)}
 
 
 def _discard(table: Table, written: dict[tuple[str, ...], list[DataFile]]) -> None:
