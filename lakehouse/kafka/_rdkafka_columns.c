@@ -268,15 +268,29 @@ typedef struct {
     rd_kafka_t *rk;
     rd_kafka_queue_t *queue;
     char *topic;
-    int32_t partitions; /* position/end/open are indexed by partition id */
+    int32_t partitions; /* position/end/assigned/open are indexed by partition id */
     int64_t *position;
     int64_t *end;
+    char *assigned;
     char *open;
     rdk_message_t **held; /* consumed, not yet handled: held[held_next..held_count) */
     size_t held_next, held_count, held_capacity;
     volatile int stopped;
     int busy;
 } Consumer;
+
+/* Forget the assignment's ranges (a new assignment, or closing). */
+static void free_ranges(Consumer *self) {
+    free(self->topic);
+    free(self->position);
+    free(self->end);
+    free(self->assigned);
+    free(self->open);
+    self->topic = NULL;
+    self->position = self->end = NULL;
+    self->assigned = self->open = NULL;
+    self->partitions = 0;
+}
 
 /* Drop the messages held back for the next read (a new assignment, or closing). */
 static void drop_held(Consumer *self) {
@@ -302,14 +316,7 @@ static void consumer_release(Consumer *self) {
         rdk.destroy(rk);
         Py_END_ALLOW_THREADS
     }
-    free(self->topic);
-    free(self->position);
-    free(self->end);
-    free(self->open);
-    self->topic = NULL;
-    self->position = self->end = NULL;
-    self->open = NULL;
-    self->partitions = 0;
+    free_ranges(self);
 }
 
 static void consumer_dealloc(Consumer *self) {
@@ -405,19 +412,18 @@ static PyObject *consumer_assign(Consumer *self, PyObject *args) {
     }
     drop_held(self);
     self->stopped = 0;
-    free(self->topic);
-    free(self->position);
-    free(self->end);
-    free(self->open);
+    free_ranges(self);
     self->topic = strdup(topic);
-    self->partitions = partitions;
     self->position = calloc((size_t)partitions + 1, sizeof(int64_t));
     self->end = calloc((size_t)partitions + 1, sizeof(int64_t));
+    self->assigned = calloc((size_t)partitions + 1, 1);
     self->open = calloc((size_t)partitions + 1, 1);
-    if (!self->topic || !self->position || !self->end || !self->open) {
+    if (!self->topic || !self->position || !self->end || !self->assigned || !self->open) {
+        free_ranges(self);
         Py_DECREF(seq);
         return PyErr_NoMemory();
     }
+    self->partitions = partitions;
     rdk_partition_list_t *list = rdk.list_new((int)n);
     for (Py_ssize_t i = 0; i < n; i++) {
         int partition;
@@ -425,6 +431,7 @@ static PyObject *consumer_assign(Consumer *self, PyObject *args) {
         PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iLL", &partition, &start, &end);
         self->position[partition] = start;
         self->end[partition] = end;
+        self->assigned[partition] = 1;
         if (start < end) {
             self->open[partition] = 1;
             rdk.list_add(list, topic, partition)->offset = start;
@@ -657,8 +664,6 @@ static void read_into(Consumer *self, Batch *b, int64_t max_records, int64_t max
     }
 }
 
-static PyObject *array_buffers(Growable *g) { return block_from(g); }
-
 static PyObject *binary_buffers(BinaryColumn *c) {
     PyObject *validity = c->nulls ? block_from(&c->validity) : Py_NewRef(Py_None);
     PyObject *offsets = block_from(&c->offsets);
@@ -717,8 +722,8 @@ static PyObject *consumer_read(Consumer *self, PyObject *args) {
         return NULL;
     }
     PyObject *result = Py_BuildValue("(LLNNNNN)", (long long)b.rows, (long long)b.nbytes,
-                                     array_buffers(&b.partitions), array_buffers(&b.offsets),
-                                     array_buffers(&b.timestamps), binary_buffers(&b.keys),
+                                     block_from(&b.partitions), block_from(&b.offsets),
+                                     block_from(&b.timestamps), binary_buffers(&b.keys),
                                      binary_buffers(&b.values));
     batch_free(&b);
     return result;
@@ -730,8 +735,8 @@ static PyObject *consumer_positions(Consumer *self, PyObject *unused) {
     if (out == NULL || self->position == NULL)
         return out;
     for (int32_t p = 0; p < self->partitions; p++) {
-        if (self->end[p] == 0 && self->position[p] == 0 && !self->open[p])
-            continue; /* not assigned */
+        if (!self->assigned[p])
+            continue;
         PyObject *key = PyLong_FromLong(p), *value = PyLong_FromLongLong(self->position[p]);
         if (!key || !value || PyDict_SetItem(out, key, value) < 0) {
             Py_XDECREF(key);

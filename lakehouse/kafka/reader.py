@@ -200,8 +200,7 @@ def read_batches(
         limit = edge
         while any(cursor.position[p] < cursor.end[p] for p in cursor.position):
             left = sum(max(0, cursor.end[p] - cursor.position[p]) for p in cursor.position)
-            if edge < left <= limit:
-                limit = left - edge  # the last `edge` offsets come in a batch of their own
+            limit = batch_limit(left, limit, edge)
             with _gc_paused():
                 batch = _read_one(cursor, limit, max_bytes, idle_timeout_s, stop, cut)
             limit = max_records
@@ -212,6 +211,12 @@ def read_batches(
             yield batch
     finally:
         consumer.unassign()
+
+
+def batch_limit(left: int, limit: int, edge: int) -> int:
+    """Records the next batch may hold: `limit`, unless that would leave fewer than `edge`
+    offsets (of `left`) after it: the last `edge` offsets come in a batch of their own."""
+    return left - edge if edge < left <= limit else limit
 
 
 @contextlib.contextmanager
