@@ -776,7 +776,11 @@ static PyObject *consumer_stop(Consumer *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* unassign(): drop the assignment; nothing to do once closed (a reading generator finalized
+ * after its consumer was closed ends quietly). */
 static PyObject *consumer_unassign(Consumer *self, PyObject *unused) {
+    if (self->rk == NULL)
+        Py_RETURN_NONE;
     if (check_usable(self) < 0)
         return NULL;
     drop_held(self);

@@ -234,6 +234,17 @@ def test_stop_reading_ends_a_read_waiting_for_offsets(stack: Settings) -> None:
         assert sum(len(b) for b in again) == 300
 
 
+def test_a_reader_left_open_ends_quietly_after_its_consumer_closed(stack: Settings) -> None:
+    """A failed run closes its consumers before the reading generator is finalized: that
+    must not raise (it printed 'the consumer is closed' over the run's real error)."""
+    topic, ranges = _mixed_topic(stack, 1_000)
+    consumer = ColumnarConsumer(consumer_config(stack))
+    batches = consumer.read_batches(topic, ranges, max_records=100, max_bytes=1 << 20)
+    assert len(next(batches)) == 100
+    consumer.close()
+    batches.close()  # runs the generator's cleanup: no error
+
+
 def test_memory_is_given_back(stack: Settings) -> None:
     topic, ranges = _mixed_topic(stack, 20_000)
     process = psutil.Process()
