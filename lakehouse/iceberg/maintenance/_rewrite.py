@@ -38,7 +38,15 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionField, PartitionKey, partition_record_value
 from pyiceberg.table import FileScanTask, Table, TableProperties
 from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.transforms import (
+    DayTransform,
+    HourTransform,
+    IdentityTransform,
+    MonthTransform,
+    YearTransform,
+)
 from pyiceberg.typedef import Record
+from pyiceberg.types import DoubleType, FloatType
 
 from lakehouse.errors import LakehouseError
 from lakehouse.iceberg.data_file_writer import DataFileWriter
@@ -265,14 +273,18 @@ class _PartitionChecks:
     the rows give the group's partition values (what pyiceberg's `_determine_partitions`
     computes when it writes). Polars reads the files' bytes in order, so each group's slice
     is its files' rows; this checks what a mistake there would break: rows written under
-    another partition. (Rows swapped between groups of one partition change no data.)"""
+    another partition. (Rows swapped between groups of one partition change no data.)
+
+    Order-preserving transforms (identity, year, month, day, hour) of a non-floating column
+    are applied to the column's minimum and maximum only: if both give the partition value,
+    every value between them does (~10x cheaper than transforming every row)."""
 
     def __init__(self, metadata: TableMetadata) -> None:
         self._schema = metadata.schema()
         self._specs = metadata.specs()
-        self._fields: dict[int, list[tuple[PartitionField, str, Callable[[Any], Any]]] | None] = {}
+        self._fields: dict[int, list[_FieldCheck] | None] = {}
 
-    def _for(self, spec_id: int) -> list[tuple[PartitionField, str, Callable[[Any], Any]]] | None:
+    def _for(self, spec_id: int) -> "list[_FieldCheck] | None":
         if spec_id not in self._fields:
             try:
                 fields = []
@@ -282,7 +294,13 @@ class _PartitionChecks:
                     if name is None:
                         raise ValueError(f"no column for partition source {field.source_id}")
                     fields.append(
-                        (field, name, field.transform.pyarrow_transform(source.field_type))
+                        _FieldCheck(
+                            field,
+                            name,
+                            field.transform.pyarrow_transform(source.field_type),
+                            isinstance(field.transform, _ORDER_PRESERVING)
+                            and not isinstance(source.field_type, FloatType | DoubleType),
+                        )
                     )
                 self._fields[spec_id] = fields
             except (KeyError, ValueError, NotImplementedError):
@@ -296,16 +314,43 @@ class _PartitionChecks:
         if rows.num_rows == 0:
             return True
         try:
-            for position, (field, name, transform) in enumerate(fields):
-                values = pc.unique(transform(rows.column(name)))
-                if len(values) != 1:
+            for position, check in enumerate(fields):
+                value = check.value(rows.column(check.name))
+                if value is _MIXED:
                     return False
-                value = partition_record_value(field, values[0].as_py(), self._schema)
+                value = partition_record_value(check.field, value, self._schema)
                 if value != group.partition[position]:
                     return False
         except (pa.ArrowException, ValueError, TypeError, NotImplementedError):
             return False
         return True
+
+
+_ORDER_PRESERVING = (IdentityTransform, YearTransform, MonthTransform, DayTransform, HourTransform)
+_MIXED = object()
+"""A column whose rows fall into more than one partition."""
+
+
+@dataclass(frozen=True)
+class _FieldCheck:
+    field: PartitionField
+    name: str
+    transform: Callable[[Any], Any]
+    by_bounds: bool
+    """Whether the transform preserves order: then the bounds decide for every row."""
+
+    def value(self, column: pa.ChunkedArray) -> Any:
+        """The one transformed value of every row (None for all-null rows), or `_MIXED`."""
+        if self.by_bounds:
+            nulls = column.null_count
+            if nulls == len(column):
+                return None
+            if nulls:
+                return _MIXED
+            bounds = pc.min_max(column)
+            column = pa.chunked_array([pa.array([bounds["min"], bounds["max"]], column.type)])
+        values = pc.unique(self.transform(column))
+        return values[0].as_py() if len(values) == 1 else _MIXED
 
 
 def _read_with_arrowscan(table: Table, metadata: TableMetadata, group: FileGroup) -> pa.Table:
