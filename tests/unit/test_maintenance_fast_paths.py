@@ -10,20 +10,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.io.pyarrow import pyarrow_to_schema, write_file
+from pyiceberg.io.pyarrow import pyarrow_to_schema, schema_to_pyarrow, write_file
 from pyiceberg.manifest import ManifestEntryStatus
+from pyiceberg.partitioning import PartitionField
 from pyiceberg.table import Table, WriteTask
 from pyiceberg.transforms import (
     BucketTransform,
     DayTransform,
+    HourTransform,
     IdentityTransform,
     TruncateTransform,
 )
 from pyiceberg.typedef import Record
+from pyiceberg.types import LongType, StringType, TimestampType, TimestamptzType
 
 from lakehouse.iceberg.data_file_writer import DataFileWriter
 from lakehouse.iceberg.maintenance import _avro, compact
-from lakehouse.iceberg.maintenance._rewrite import _KnownPartition
+from lakehouse.iceberg.maintenance._rewrite import _MIXED, _FieldCheck, _KnownPartition
 from lakehouse.iceberg.parquet_dictionary import dictionary_columns
 from tests.unit.test_maintenance import SCHEMA, flat_rows, flat_table, ingest, rows, table_rows
 
@@ -347,3 +350,43 @@ def test_copy_entries_writes_what_delete_and_existing_write(catalog: SqlCatalog)
     marked = sum(e.data_file.file_path in deleted for e in live)
     assert one_by_one.deleted_files_count == marked > 0
     assert one_by_one.existing_files_count == len(live) - marked > 0
+
+
+@pytest.mark.parametrize(
+    ("transform", "source_type", "values", "expected"),
+    [
+        (DayTransform(), TimestamptzType(), [0, 3_600_000_000, 86_399_999_999], 0),
+        (DayTransform(), TimestamptzType(), [0, 86_400_000_000], "mixed"),  # two days
+        (IdentityTransform(), StringType(), ["b", "b"], "b"),
+        (IdentityTransform(), StringType(), ["a", "b", "a"], "mixed"),
+        (IdentityTransform(), StringType(), [None, None], None),
+        (IdentityTransform(), StringType(), ["a", None], "mixed"),  # nulls are a partition too
+        (HourTransform(), TimestampType(), [7_200_000_000, 7_300_000_000], 2),
+        (BucketTransform(4), LongType(), [1, 1], "bucket"),  # not order-preserving: every row
+    ],
+)
+def test_partition_value_of_a_column_from_its_bounds(
+    transform: Any, source_type: Any, values: list, expected: Any
+) -> None:
+    """Order-preserving transforms decide from the column's min and max; a column whose
+    rows fall into two partitions (or mix nulls and values) is reported mixed."""
+    field = PartitionField(source_id=1, field_id=1000, transform=transform, name="p")
+    check = _FieldCheck(
+        field,
+        "c",
+        transform.pyarrow_transform(source_type),
+        by_bounds=not isinstance(transform, BucketTransform),
+    )
+    column = pa.chunked_array(
+        [
+            pa.array(values[:1], schema_to_pyarrow(source_type)),
+            pa.array(values[1:], schema_to_pyarrow(source_type)),
+        ]
+    )
+    found = check.value(column)
+    if expected == "mixed":
+        assert found is _MIXED
+    elif expected == "bucket":
+        assert found == transform.transform(source_type)(1)
+    else:
+        assert found == expected
