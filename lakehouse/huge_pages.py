@@ -19,11 +19,14 @@ _PR_GET_THP_DISABLE = 42
 
 
 def _prctl() -> "ctypes._NamedFuncPointer | None":
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        return libc.prctl  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None
+    """libc's `prctl`, looked up first in the symbols the process already has loaded:
+    `ctypes.util.find_library` forks `ldconfig -p` (of the ~500 MB ingest process, each run)."""
+    for find in (lambda: None, lambda: ctypes.util.find_library("c")):
+        try:
+            return ctypes.CDLL(find(), use_errno=True).prctl  # type: ignore[no-any-return]
+        except (OSError, AttributeError):
+            continue
+    return None
 
 
 @contextlib.contextmanager

@@ -37,3 +37,15 @@ def test_put_back_after_an_error_and_nested_blocks_keep_the_outer_setting() -> N
             assert thp_disabled() == 1
         assert thp_disabled() == 1  # the inner block did not switch it back on
     assert thp_disabled() == 0
+
+
+def test_prctl_is_found_without_starting_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ctypes' `find_library` forks `ldconfig -p`: the lookup must not need it."""
+    import ctypes.util
+
+    monkeypatch.setattr(
+        ctypes.util, "find_library", lambda name: pytest.fail(f"find_library({name!r}) called")
+    )
+    assert huge_pages._prctl() is not None
+    with huge_pages.disabled():
+        assert thp_disabled() == 1
