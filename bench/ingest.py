@@ -50,8 +50,8 @@ def _peak_mb() -> float:
 
 def _child_peak_mb() -> float:
     """Peak resident memory of the largest child process ended so far (with
-    LAKEHOUSE_KAFKA_READER=process, the reader; else a short-lived helper such as
-    `ldconfig -p`, forked from this process)."""
+    LAKEHOUSE_KAFKA_READER=process, the reader; else any short-lived helper a library
+    forks, as `ldconfig -p` was before `huge_pages` stopped calling `find_library`)."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
