@@ -40,6 +40,7 @@ report = ingest_module.ingest(
     dead_letter_table="bronze.dead_letters",
 )
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-reader_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # reader child
+# the largest child process: the reader process, if the run started one
+reader_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(json.dumps({**report.as_metadata(), "peak_mb": peak_mb, "reader_peak_mb": reader_peak_mb}))
 sys.exit(0)
