@@ -371,12 +371,8 @@ def test_partition_value_of_a_column_from_its_bounds(
     """Order-preserving transforms decide from the column's min and max; a column whose
     rows fall into two partitions (or mix nulls and values) is reported mixed."""
     field = PartitionField(source_id=1, field_id=1000, transform=transform, name="p")
-    check = _FieldCheck(
-        field,
-        "c",
-        transform.pyarrow_transform(source_type),
-        by_bounds=not isinstance(transform, BucketTransform),
-    )
+    check = _FieldCheck.of(field, "c", source_type)
+    assert check.by_bounds == (not isinstance(transform, BucketTransform))
     column = pa.chunked_array(
         [
             pa.array(values[:1], schema_to_pyarrow(source_type)),

@@ -46,7 +46,7 @@ from pyiceberg.transforms import (
     YearTransform,
 )
 from pyiceberg.typedef import Record
-from pyiceberg.types import DoubleType, FloatType
+from pyiceberg.types import DoubleType, FloatType, IcebergType
 
 from lakehouse.errors import LakehouseError
 from lakehouse.iceberg.data_file_writer import DataFileWriter
@@ -293,15 +293,7 @@ class _PartitionChecks:
                     name = self._schema.find_column_name(field.source_id)
                     if name is None:
                         raise ValueError(f"no column for partition source {field.source_id}")
-                    fields.append(
-                        _FieldCheck(
-                            field,
-                            name,
-                            field.transform.pyarrow_transform(source.field_type),
-                            isinstance(field.transform, _ORDER_PRESERVING)
-                            and not isinstance(source.field_type, FloatType | DoubleType),
-                        )
-                    )
+                    fields.append(_FieldCheck.of(field, name, source.field_type))
                 self._fields[spec_id] = fields
             except (KeyError, ValueError, NotImplementedError):
                 self._fields[spec_id] = None
@@ -338,6 +330,17 @@ class _FieldCheck:
     transform: Callable[[Any], Any]
     by_bounds: bool
     """Whether the transform preserves order: then the bounds decide for every row."""
+
+    @classmethod
+    def of(cls, field: PartitionField, name: str, source_type: IcebergType) -> "_FieldCheck":
+        """The check of a partition field over its source column `name` of `source_type`."""
+        return cls(
+            field,
+            name,
+            field.transform.pyarrow_transform(source_type),
+            isinstance(field.transform, _ORDER_PRESERVING)
+            and not isinstance(source_type, FloatType | DoubleType),
+        )
 
     def value(self, column: pa.ChunkedArray) -> Any:
         """The one transformed value of every row (None for all-null rows), or `_MIXED`."""
