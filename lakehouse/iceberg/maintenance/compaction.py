@@ -16,7 +16,6 @@ from lakehouse.errors import CommitConflictError, LakehouseError
 from lakehouse.iceberg.maintenance._files import delete_all
 from lakehouse.iceberg.maintenance._gc import no_gc
 from lakehouse.iceberg.maintenance._manifests import ManifestEntries
-from lakehouse.iceberg.maintenance._memory_pool import jemalloc_pool
 from lakehouse.iceberg.maintenance._prefetch import Prefetch
 from lakehouse.iceberg.maintenance._producer import ReplaceFiles
 from lakehouse.iceberg.maintenance._rewrite import rewrite_groups
@@ -140,8 +139,7 @@ def compact(
     Table properties (the ingest offsets) are never touched.
     """
     started = time.monotonic()
-    # the whole run: see `_gc`, `_switch`, `_memory_pool`
-    with no_gc(), short_switch_interval(), jemalloc_pool():
+    with no_gc(), short_switch_interval():  # the whole run: see `_gc`, `_switch`
         table = load(table_or_loader)
         prefetch = (
             Prefetch.for_table(table, int(target_file_size_bytes * small_file_ratio))
