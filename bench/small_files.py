@@ -148,6 +148,8 @@ def main() -> None:
     )
     parser.add_argument("--no-results", action="store_true", help=f"do not write {RESULTS}")
     args = parser.parse_args()
+    if args.compactions < 1:
+        parser.error("--compactions must be at least 1")
 
     root = tempfile.mkdtemp(prefix="small-files-")
     catalog = SqlCatalog("bench", uri=f"sqlite:///{root}/c.db", warehouse=f"file://{root}/wh")
