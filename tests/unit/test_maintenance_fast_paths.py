@@ -103,7 +103,7 @@ def test_data_file_bytes_found_after_a_longer_than_needed_varint(catalog: SqlCat
     found = _avro._decode(schema, b"null", [(count, longer)], _avro._Encodings())
 
     assert found == expected
-    assert all(raw for _, raw in found)
+    assert all(raw for _, raw, _ in found)
 
 
 @pytest.mark.parametrize("partitioning", PARTITIONINGS)
@@ -350,6 +350,71 @@ def test_copy_entries_writes_what_delete_and_existing_write(catalog: SqlCatalog)
     marked = sum(e.data_file.file_path in deleted for e in live)
     assert one_by_one.deleted_files_count == marked > 0
     assert one_by_one.existing_files_count == len(live) - marked > 0
+
+
+@pytest.mark.parametrize("partitioning", ["day-and-identity", "date-bucket-truncate"])
+def test_a_partial_read_leaves_out_only_the_metrics_and_complete_restores_them(
+    catalog: SqlCatalog, partitioning: str
+) -> None:
+    """Entries alone in their Avro block (pyiceberg writes one per block) are read without
+    their metric maps when asked (`partial`), with the same data_file bytes to copy;
+    `complete` decodes the rest from those bytes: then they equal a whole read."""
+    table = _table(catalog, partitioning.replace("-", "_"), PARTITIONINGS[partitioning])
+    manifests = table.current_snapshot().manifests(table.io)
+
+    whole = [e for es in _avro.read_manifests(table.io, manifests) for e in es]
+    partial = [e for es in _avro.read_manifests(table.io, manifests, partial=True) for e in es]
+
+    assert len(partial) == len(whole) > 0
+    for cut, full in zip(partial, whole, strict=True):
+        assert cut.data_file._lakehouse_partial
+        assert cut.data_file._lakehouse_avro == full.data_file._lakehouse_avro
+        assert _deep(cut.data_file._data[:6]) == _deep(full.data_file._data[:6])
+        assert cut.data_file.value_counts is None and full.data_file.value_counts
+        assert (cut.status, cut.snapshot_id, cut.sequence_number, cut.data_file.spec_id) == (
+            full.status,
+            full.snapshot_id,
+            full.sequence_number,
+            full.data_file.spec_id,
+        )
+        _avro.complete(cut.data_file)
+        assert _deep(cut) == _deep(full)
+        assert not cut.data_file._lakehouse_partial
+
+
+def test_partial_entries_written_from_their_values_keep_their_metrics(
+    catalog: SqlCatalog,
+) -> None:
+    """A partial entry that cannot be copied (its bytes are of another schema) and one given
+    to pyiceberg's own writer are completed before they are encoded: the manifests read
+    back with every metric."""
+    from pyiceberg.manifest import write_manifest
+
+    table = _table(catalog, "partial_writes", PARTITIONINGS["day-and-identity"])
+    manifests = table.current_snapshot().manifests(table.io)
+    expected = {
+        e.data_file.file_path: _deep(e.data_file)
+        for es in _avro.read_manifests(table.io, manifests)
+        for e in es
+    }
+    for fast in (True, False):
+        entries = [e for es in _avro.read_manifests(table.io, manifests, partial=True) for e in es]
+        for entry in entries:  # bytes of "another schema": they cannot be copied
+            schema_text, raw = entry.data_file._lakehouse_avro
+            entry.data_file._lakehouse_avro = (schema_text + " ", raw)
+        path = f"{table.location()}/metadata/partial-{uuid.uuid4()}.avro"
+        writer = write_manifest(
+            2, table.spec(), table.schema(), table.io.new_output(path), 42, "deflate"
+        )
+        if fast:
+            writer = _avro.fast_manifest_writer(writer)
+        with writer:
+            _avro.copy_entries(writer, entries, set())
+        read_back = writer.to_manifest_file().fetch_manifest_entry(table.io)
+        assert len(read_back) == len(expected)
+        for entry in read_back:
+            assert _deep(entry.data_file) == expected[entry.data_file.file_path], fast
+            assert entry.data_file.value_counts
 
 
 @pytest.mark.parametrize(

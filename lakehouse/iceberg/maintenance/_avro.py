@@ -12,6 +12,11 @@ inheritance); what is written is a container file with pyiceberg's own header (s
 with field ids, partition spec, format version, codec) and records encoded against that
 schema. Schemas with logical types this module does not map the way pyiceberg does (uuid,
 decimal, ...) and codecs other than null and deflate go through pyiceberg's code.
+
+A partial read (`read_manifests(..., partial=True)`) decodes an entry alone in its block
+only up to `file_size_in_bytes`: the block's end is the entry's, so the metric maps are not
+decoded; the data file keeps its bytes to be copied, and `complete` decodes the rest from
+them before anything needs it whole.
 """
 
 import io
@@ -34,6 +39,7 @@ from pyiceberg.manifest import (
     DataFile,
     DataFileContent,
     FileFormat,
+    ManifestContent,
     ManifestEntry,
     ManifestEntryStatus,
     ManifestFile,
@@ -318,6 +324,28 @@ def _copyable(schema_json: str) -> bool:
     )
 
 
+@lru_cache(maxsize=64)
+def _truncated(schema_json: str) -> str | None:
+    """The entry schema with data_file's fields after `file_size_in_bytes` left out (the
+    metric maps and what follows), for entries whose data_file bytes are copied rather than
+    decoded; None when the schema is not a copyable v2 entry of that shape."""
+    if not _copyable(schema_json):
+        return None
+    schema = json.loads(schema_json)
+    data_file = schema["fields"][4]
+    record = data_file["type"]
+    if not isinstance(record, dict) or record.get("type") != "record":
+        return None
+    names = [f["name"] for f in record["fields"]]
+    if "file_size_in_bytes" not in names:
+        return None
+    cut = names.index("file_size_in_bytes") + 1
+    if cut == len(names):
+        return None
+    short = {**data_file, "type": {**record, "fields": record["fields"][:cut]}}
+    return json.dumps({**schema, "fields": [*schema["fields"][:4], short]})
+
+
 def _skip_prefix(record: bytes) -> int:
     """Offset of data_file in an encoded v2 manifest entry (status, then three optional longs)."""
     buf = _Buffer(record)
@@ -359,8 +387,12 @@ class _Encodings:
 
 
 def _decode(
-    schema_json: str, codec: bytes, blocks: list[tuple[int, bytes]], encodings: _Encodings
-) -> list[tuple[Any, bytes | None]]:
+    schema_json: str,
+    codec: bytes,
+    blocks: list[tuple[int, bytes]],
+    encodings: _Encodings,
+    partial: bool = False,
+) -> list[tuple[Any, bytes | None, bool]]:
     """Records of `blocks` (one schema) and, when copyable, each one's encoded data_file.
 
     data_file starts after the record's leading fields; their decoded values, encoded
@@ -369,15 +401,31 @@ def _decode(
     plain, _ = _entry_reader(schema_json)
     parsed = _parsed(plain)
     copyable = _copyable(schema_json)
+    short = _truncated(schema_json) if partial else None
+    short_parsed = _parsed(_entry_reader(short)[0]) if short is not None else None
     prefix = encodings.prefix
-    out: list[tuple[Any, bytes | None]] = []
+    out: list[tuple[Any, bytes | None, bool]] = []
+    record: Any
     for count, block in blocks:
         if codec == b"deflate":
             block = zlib.decompress(block, -15)
+        if count == 1 and short_parsed is not None:
+            # one entry in the block: its end is the block's, so the metric maps need no
+            # decoding to find it
+            record = fastavro.schemaless_reader(io.BytesIO(block), short_parsed, None)
+            head = prefix(
+                record["status"],
+                record["snapshot_id"],
+                record["sequence_number"],
+                record["file_sequence_number"],
+            )
+            start = len(head) if block.startswith(head) else _skip_prefix(block)
+            out.append((record, block[start:], True))
+            continue
         stream = io.BytesIO(block)
         for _ in range(count):
             start = stream.tell()
-            record: Any = fastavro.schemaless_reader(stream, parsed, None)
+            record = fastavro.schemaless_reader(stream, parsed, None)
             if copyable:
                 head = prefix(
                     record["status"],
@@ -386,12 +434,12 @@ def _decode(
                     record["file_sequence_number"],
                 )
                 if block.startswith(head, start):
-                    out.append((record, block[start + len(head) : stream.tell()]))
+                    out.append((record, block[start + len(head) : stream.tell()], False))
                 else:
                     raw = block[start : stream.tell()]
-                    out.append((record, raw[_skip_prefix(raw) :]))
+                    out.append((record, raw[_skip_prefix(raw) :], False))
             else:
-                out.append((record, None))
+                out.append((record, None, False))
     return out
 
 
@@ -404,10 +452,12 @@ def read_manifests(
     fileio: FileIO,
     manifests: list[ManifestFile],
     on_entries: Callable[[list[ManifestEntry]], None] | None = None,
+    partial: bool = False,
 ) -> list[list[ManifestEntry]]:
     """All entries of each manifest (deleted ones included), as
     `manifest.fetch_manifest_entry(io, discard_deleted=False)` returns them; `on_entries` is
-    given each manifest's entries as soon as they are decoded."""
+    given each manifest's entries as soon as they are decoded. With `partial`, data files of
+    data manifests may lack their metric maps and later fields (see `complete`)."""
 
     def fetch(manifest: ManifestFile) -> bytes:
         with fileio.new_input(manifest.manifest_path).open() as stream:
@@ -443,17 +493,51 @@ def read_manifests(
         for (schema_bytes, codec), files in by_schema.items():
             schema_text = schema_bytes.decode()
             _, convert = _entry_reader(schema_text)
+            short = _truncated(schema_text) if partial else None
+            convert_short = _entry_reader(short)[1] if short is not None else convert
             for index, blocks in files:
                 entries = []
-                for record, raw in _decode(schema_text, codec, blocks, encodings):
-                    entry = convert(record)
+                cut_ok = partial and manifests[index].content == ManifestContent.DATA
+                for record, raw, cut in _decode(schema_text, codec, blocks, encodings, cut_ok):
+                    entry = convert_short(record) if cut else convert(record)
                     if raw is not None:
                         entry.data_file._lakehouse_avro = (schema_text, raw)
+                    if cut:
+                        entry.data_file._lakehouse_partial = True
                     entries.append(_inherit_from_manifest(entry, manifests[index]))
                 results[index] = entries
                 if on_entries is not None:
                     on_entries(entries)
     return [r if r is not None else [] for r in results]
+
+
+def complete(data_file: DataFile) -> None:
+    """Fill in what a partial read left out of `data_file` (the metric maps and the fields
+    after them) by decoding its own bytes with its manifest's full schema; nothing happens
+    to a data file read whole. Call before anything reads those fields or encodes the data
+    file from its values rather than copying its bytes."""
+    if not getattr(data_file, "_lakehouse_partial", False):
+        return
+    schema_text, raw = data_file._lakehouse_avro  # type: ignore[attr-defined]
+    parsed, convert = _data_file_reader(schema_text)
+    whole = convert(fastavro.schemaless_reader(io.BytesIO(raw), parsed, None))
+    values = data_file._data
+    for position, value in enumerate(whole._data):
+        if values[position] is None:
+            values[position] = value
+    data_file._lakehouse_partial = False
+
+
+@lru_cache(maxsize=64)
+def _data_file_reader(schema_json: str) -> tuple[Any, Convert]:
+    """Parsed fastavro schema and dict → DataFile converter for the data_file of one header
+    schema (a copyable v2 manifest entry's)."""
+    field = json.loads(schema_json)["fields"][4]
+    data_file_type = MANIFEST_ENTRY_SCHEMAS[DEFAULT_READ_VERSION].find_field(field["field-id"])
+    return (
+        fastavro.parse_schema(_plain(field["type"])),
+        _reader_struct(field["type"], data_file_type.field_type, field["field-id"]),
+    )
 
 
 # --- writing -------------------------------------------------------------------------
@@ -594,6 +678,7 @@ class FastAvroOutputFile(AvroOutputFile[ManifestEntry]):
                 )
                 pending.append(raw[1])
             else:
+                complete(entry.data_file)
                 encoded = io.BytesIO()
                 fastavro.schemaless_writer(encoded, self._parsed, self._convert(entry))
                 pending.append(encoded.getvalue())
@@ -660,6 +745,9 @@ def copy_entries(writer: ManifestWriter, entries: list[ManifestEntry], deleted: 
     partitions, minimum sequence number and `prepare_entry` checks as pyiceberg's
     `ManifestWriter.add_entry` gives, in one pass and one `write_block` call rather than a
     `from_args` and a block call per entry (~15 µs each)."""
+    if not isinstance(getattr(writer, "_writer", None), FastAvroOutputFile):
+        for entry in entries:  # pyiceberg's writer encodes every entry from its values
+            complete(entry.data_file)
     if not _POSITIONAL:
         for entry in entries:
             if entry.status == ManifestEntryStatus.DELETED:

@@ -32,11 +32,17 @@ class ManifestEntries:
     """Entries of manifest files by path, each file read at most once."""
 
     def __init__(
-        self, io: FileIO, on_read: Callable[[list[ManifestEntry]], None] | None = None
+        self,
+        io: FileIO,
+        on_read: Callable[[list[ManifestEntry]], None] | None = None,
+        *,
+        partial: bool = False,
     ) -> None:
-        """`on_read` is given each manifest's entries as they are decoded (see `_prefetch`)."""
+        """`on_read` is given each manifest's entries as they are decoded (see `_prefetch`);
+        with `partial`, data files may come without their metric maps (see `_avro`)."""
         self._io = io
         self._on_read = on_read
+        self._partial = partial
         self._entries: dict[str, list[ManifestEntry]] = {}
         self._lists: dict[str, list[ManifestFile]] = {}
 
@@ -52,7 +58,7 @@ class ManifestEntries:
         todo = {m.manifest_path: m for m in manifests if m.manifest_path not in self._entries}
         if not todo:
             return
-        read = read_manifests(self._io, list(todo.values()), self._on_read)
+        read = read_manifests(self._io, list(todo.values()), self._on_read, self._partial)
         for path, entries in zip(todo, read, strict=True):
             self._entries[path] = entries
 

@@ -50,6 +50,7 @@ from pyiceberg.types import DoubleType, FloatType, IcebergType
 
 from lakehouse.errors import LakehouseError
 from lakehouse.iceberg.data_file_writer import DataFileWriter
+from lakehouse.iceberg.maintenance._avro import complete
 from lakehouse.iceberg.maintenance._files import delete_all
 from lakehouse.iceberg.maintenance._local import local_path, read_local
 from lakehouse.iceberg.maintenance._polars_read import (
@@ -357,6 +358,8 @@ class _FieldCheck:
 
 
 def _read_with_arrowscan(table: Table, metadata: TableMetadata, group: FileGroup) -> pa.Table:
+    for data_file in group.files:
+        complete(data_file)  # ArrowScan gets data files as a scan plan gives them: whole
     tasks = [FileScanTask(f) for f in group.files]  # a list: ArrowScan iterates it twice
     schema = metadata.schema()
     return ArrowScan(metadata, table.io, schema, AlwaysTrue()).to_table(tasks).combine_chunks()

@@ -146,7 +146,11 @@ def compact(
             if partition_filter is None
             else None
         )
-        entries = ManifestEntries(table.io, prefetch.add if prefetch is not None else None)
+        entries = ManifestEntries(
+            table.io,
+            prefetch.add if prefetch is not None else None,
+            partial=partition_filter is None,
+        )
         try:
             return _compact(
                 table_or_loader,
