@@ -1,6 +1,7 @@
 """The fast paths under compaction give what pyiceberg's own code gives: manifest entries
 read with fastavro, manifests written with it, data files written by `DataFileWriter`."""
 
+import json
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -380,6 +381,24 @@ def test_a_partial_read_leaves_out_only_the_metrics_and_complete_restores_them(
         _avro.complete(cut.data_file)
         assert _deep(cut) == _deep(full)
         assert not cut.data_file._lakehouse_partial
+
+
+def test_only_a_v2_entry_schema_with_data_file_sizes_is_cut(catalog: SqlCatalog) -> None:
+    table = _table(catalog, "cuts", PARTITIONINGS["day-and-identity"])
+    manifest = table.current_snapshot().manifests(table.io)[0]
+    with table.io.new_input(manifest.manifest_path).open() as stream:
+        schema_json = _avro._blocks(stream.read())[0].decode()
+
+    short = _avro._truncated(schema_json)
+
+    assert short is not None
+    data_file = json.loads(short)["fields"][4]["type"]
+    assert [f["name"] for f in data_file["fields"]][-2:] == ["record_count", "file_size_in_bytes"]
+    entry = json.loads(schema_json)
+    without_sizes = {**entry, "fields": entry["fields"][:4]}  # no data_file at all
+    assert _avro._truncated(json.dumps(without_sizes)) is None
+    v1_like = {**entry, "fields": [entry["fields"][0], entry["fields"][1], entry["fields"][4]]}
+    assert _avro._truncated(json.dumps(v1_like)) is None
 
 
 def test_partial_entries_written_from_their_values_keep_their_metrics(

@@ -343,7 +343,12 @@ def _truncated(schema_json: str) -> str | None:
     if cut == len(names):
         return None
     short = {**data_file, "type": {**record, "fields": record["fields"][:cut]}}
-    return json.dumps({**schema, "fields": [*schema["fields"][:4], short]})
+    short_json = json.dumps({**schema, "fields": [*schema["fields"][:4], short]})
+    try:
+        _entry_reader(short_json)  # every field pyiceberg requires is before the cut
+    except Unsupported:
+        return None
+    return short_json
 
 
 def _skip_prefix(record: bytes) -> int:
