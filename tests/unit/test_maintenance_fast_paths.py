@@ -399,6 +399,13 @@ def test_only_a_v2_entry_schema_with_data_file_sizes_is_cut(catalog: SqlCatalog)
     assert _avro._truncated(json.dumps(without_sizes)) is None
     v1_like = {**entry, "fields": [entry["fields"][0], entry["fields"][1], entry["fields"][4]]}
     assert _avro._truncated(json.dumps(v1_like)) is None
+    record = entry["fields"][4]["type"]
+    sizeless = {
+        **record,
+        "fields": [f for f in record["fields"] if f["name"] != "file_size_in_bytes"],
+    }
+    no_size = {**entry, "fields": [*entry["fields"][:4], {**entry["fields"][4], "type": sizeless}]}
+    assert _avro._truncated(json.dumps(no_size)) is None
 
 
 def test_partial_entries_written_from_their_values_keep_their_metrics(
