@@ -398,11 +398,9 @@ def _decode(
     encodings: _Encodings,
     partial: bool = False,
 ) -> list[tuple[Any, bytes | None, bool]]:
-    """Records of `blocks` (one schema) and, when copyable, each one's encoded data_file.
-
-    data_file starts after the record's leading fields; their decoded values, encoded
-    again, give its offset when the record starts with exactly those bytes (an encoder
-    writes the shortest varints; otherwise the fields are skipped one by one)."""
+    """Records of `blocks` (one schema), each with its encoded data_file when copyable (see
+    `_data_file_at`) and whether it was decoded only up to the data file's sizes (`partial`:
+    an entry alone in its block, of a schema `_truncated` can cut)."""
     plain, _ = _entry_reader(schema_json)
     parsed = _parsed(plain)
     copyable = _copyable(schema_json)
@@ -418,34 +416,37 @@ def _decode(
             # one entry in the block: its end is the block's, so the metric maps need no
             # decoding to find it
             record = fastavro.schemaless_reader(io.BytesIO(block), short_parsed, None)
-            head = prefix(
-                record["status"],
-                record["snapshot_id"],
-                record["sequence_number"],
-                record["file_sequence_number"],
-            )
-            start = len(head) if block.startswith(head) else _skip_prefix(block)
-            out.append((record, block[start:], True))
+            out.append((record, block[_data_file_at(block, 0, len(block), record, prefix) :], True))
             continue
         stream = io.BytesIO(block)
         for _ in range(count):
             start = stream.tell()
             record = fastavro.schemaless_reader(stream, parsed, None)
             if copyable:
-                head = prefix(
-                    record["status"],
-                    record["snapshot_id"],
-                    record["sequence_number"],
-                    record["file_sequence_number"],
+                end = stream.tell()
+                out.append(
+                    (record, block[_data_file_at(block, start, end, record, prefix) : end], False)
                 )
-                if block.startswith(head, start):
-                    out.append((record, block[start + len(head) : stream.tell()], False))
-                else:
-                    raw = block[start : stream.tell()]
-                    out.append((record, raw[_skip_prefix(raw) :], False))
             else:
                 out.append((record, None, False))
     return out
+
+
+def _data_file_at(
+    block: bytes, start: int, end: int, record: dict[str, Any], prefix: Callable[..., bytes]
+) -> int:
+    """Where the encoded data_file of the entry `block[start:end]` starts: after its leading
+    fields, found by encoding their decoded values again (an encoder writes the shortest
+    varints), or by skipping them one by one when the bytes differ."""
+    head = prefix(
+        record["status"],
+        record["snapshot_id"],
+        record["sequence_number"],
+        record["file_sequence_number"],
+    )
+    if block.startswith(head, start):
+        return start + len(head)
+    return start + _skip_prefix(block[start:end])
 
 
 @lru_cache(maxsize=64)
