@@ -37,11 +37,11 @@ import polars as pl
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.expressions import EqualTo
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
 from pyiceberg.transforms import DayTransform, IdentityTransform
 
+from lakehouse.iceberg.compare_and_set import cas_transaction
 from lakehouse.iceberg.maintenance import CompactionReport, compact
-from lakehouse.iceberg.view_transaction import ViewTransaction
 
 RESULTS = Path(__file__).parent / "results" / "small_files.json"
 
@@ -109,9 +109,9 @@ def measure(table: Table, total: int) -> dict[str, tuple[float, int]]:
 def ingest(table: Table, batches: int, rows: int, commit_every: int) -> None:
     """`batches` appends as ingest makes them, `commit_every` per catalog commit."""
     rng = random.Random(7)
-    tx: ViewTransaction | None = None
+    tx: Transaction | None = None
     for i in range(batches):
-        tx = tx or ViewTransaction(table)
+        tx = tx or cas_transaction(table)
         tx.append(batch(i, rows, rng))
         tx.set_properties({"lakehouse.offsets.clicks": json.dumps({"0": (i + 1) * rows})})
         if (i + 1) % commit_every == 0 or i == batches - 1:
@@ -157,7 +157,7 @@ def main() -> None:
     table = catalog.create_table(
         "bronze.clicks",
         schema=SCHEMA,
-        properties={"commit.retry.num-retries": "0", "write.parquet.compression-codec": "zstd"},
+        properties={"write.parquet.compression-codec": "zstd"},
     )
     with table.update_spec() as spec:
         spec.add_field("event_time", DayTransform(), "event_time_day")

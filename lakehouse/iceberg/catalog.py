@@ -45,15 +45,13 @@ from lakehouse.settings import Settings
 
 T = TypeVar("T")
 
-#: Properties every table gets; callers may override all but the retry count.
+#: Properties every table gets unless the caller gives others.
 DEFAULT_TABLE_PROPERTIES: dict[str, str] = {
     "format-version": "2",
     # pyiceberg sizes files by in-memory Arrow bytes (parquet ends up 3-10x smaller).
     "write.target-file-size-bytes": str(512 * 1024 * 1024),
     "write.parquet.compression-codec": "zstd",
 }
-#: Required by the offset protocol (DESIGN §2): a concurrent commit must fail ours.
-NO_AUTO_RETRY = {"commit.retry.num-retries": "0"}
 
 
 def load_catalog(settings: Settings) -> Catalog:
@@ -123,7 +121,7 @@ def ensure_table(
     if not namespace:
         raise ConfigError(f"table {identifier!r} needs a namespace ('namespace.name')")
     _ensure_namespace(catalog, namespace)
-    props = {**DEFAULT_TABLE_PROPERTIES, **(properties or {}), **NO_AUTO_RETRY}
+    props = {**DEFAULT_TABLE_PROPERTIES, **(properties or {})}
     schema = normalize_schema(arrow_schema)
     try:
         # A staged create assigns the field ids the partition spec refers to.

@@ -1,13 +1,12 @@
 """The one commit path every writer uses: rows and Kafka offsets in one Iceberg commit.
 
 Offsets live in the table property `lakehouse.offsets.<topic>` = JSON {"<partition>": next}
-and are set in the same transaction as the append (DESIGN §2). Tables run with
-`commit.retry.num-retries=0`, so a concurrent commit fails ours and `commit_batch` reloads,
-re-reads the offsets, drops rows already in the table and tries again. The protocol and
-its failure cases are in docs/exactly-once.md.
+and are set in the same transaction as the append. Each commit is a compare-and-set
+(`compare_and_set.cas_transaction`), so a concurrent commit fails ours and `commit_batch`
+reloads, re-reads the offsets, drops rows already in the table and tries again. The
+protocol and its failure cases are in docs/exactly-once.md.
 """
 
-import contextlib
 import json
 import logging
 import random
@@ -34,10 +33,10 @@ from lakehouse.errors import (
     OffsetGapError,
     SchemaEvolutionError,
 )
-from lakehouse.iceberg.catalog import NO_AUTO_RETRY, retry_locked
+from lakehouse.iceberg.catalog import retry_locked
+from lakehouse.iceberg.compare_and_set import cas_transaction
 from lakehouse.iceberg.data_files import write_data_files
 from lakehouse.iceberg.evolution import evolve_schema, fits_schema, normalize_rows
-from lakehouse.iceberg.view_transaction import ViewTransaction
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,6 @@ LAST_COMMIT_ID = "lakehouse.last-commit-id"
 COMMIT_ID = "lakehouse.commit-id"  # snapshot-summary key: find our commit after an error
 TOPIC_SUMMARY_KEY = "lakehouse.topic"
 RANGE_SUMMARY_KEY = "lakehouse.range"  # snapshot-summary key: {"<partition>": [start, next]}
-RETRY_PROPERTY = "commit.retry.num-retries"
 MANIFEST_MERGE_PROPERTY = "commit.manifest-merge.enabled"
 
 
@@ -227,7 +225,7 @@ def commit_batch(
             TOPIC_SUMMARY_KEY: topic,
             RANGE_SUMMARY_KEY: _dump_ranges(before, after, start),
         }
-        tx = ViewTransaction(table)
+        tx = cas_transaction(table)
         if new_rows.num_rows == 0:  # offsets only: an empty snapshot, the schema untouched
             new_rows = table.schema().as_arrow().empty_table()
         if staged is not None and new_rows is staged.rows and _still_fits(table, staged):
@@ -381,18 +379,11 @@ def _dump(offsets: Mapping[int, int]) -> str:
 
 
 def _load(catalog: Catalog, identifier: str, budget: float) -> Table:
-    """The fresh table, made to run without pyiceberg's automatic commit retry."""
-    for _ in range(10):
-        try:
-            table = retry_locked(lambda: catalog.load_table(identifier), budget)
-        except NoSuchTableError as exc:
-            raise LakehouseError(f"table {identifier} does not exist; ensure_table it") from exc
-        if table.properties.get(RETRY_PROPERTY) == NO_AUTO_RETRY[RETRY_PROPERTY]:
-            return table
-        # pyiceberg's own retry would re-apply a stale append with stale offsets.
-        with contextlib.suppress(CommitFailedException):
-            retry_locked(table.transaction().set_properties(NO_AUTO_RETRY).commit_transaction)
-    raise CommitConflictError(f"{identifier}: cannot set {RETRY_PROPERTY}=0")
+    """The table as the catalog has it now."""
+    try:
+        return retry_locked(lambda: catalog.load_table(identifier), budget)
+    except NoSuchTableError as exc:
+        raise LakehouseError(f"table {identifier} does not exist; ensure_table it") from exc
 
 
 def _find_commit(

@@ -190,12 +190,22 @@ def test_ns_timestamps_are_written_as_us(catalog: SqlCatalog) -> None:
     assert got.schema.field("at").type == pa.timestamp("us")
 
 
-def test_table_without_retry_guard_gets_it(tmp_path: Path) -> None:
+def test_commits_leave_the_retry_count_of_other_engines_alone(tmp_path: Path) -> None:
     cat = make_catalog(tmp_path)
     cat.create_namespace("bronze")
     cat.create_table(TABLE, rows({0: (0, 1)}).schema)  # created elsewhere, default retries
     commit(cat, {0: (0, 3)})
-    assert cat.load_table(TABLE).properties["commit.retry.num-retries"] == "0"
+    assert "commit.retry.num-retries" not in cat.load_table(TABLE).properties
+
+
+def test_a_retry_count_of_zero_left_by_earlier_versions_is_removed(tmp_path: Path) -> None:
+    cat = make_catalog(tmp_path)
+    cat.create_namespace("bronze")
+    cat.create_table(TABLE, rows({0: (0, 1)}).schema, properties={"commit.retry.num-retries": "0"})
+    commit(cat, {0: (0, 3)})
+    table = cat.load_table(TABLE)
+    assert "commit.retry.num-retries" not in table.properties
+    assert committed_offsets(table, TOPIC) == {0: 3}
 
 
 def test_fresh_reader_sees_everything(catalog: SqlCatalog, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.transforms import DayTransform, IdentityTransform
 
 from lakehouse.errors import CommitConflictError
+from lakehouse.iceberg.compare_and_set import cas_transaction
 from lakehouse.iceberg.maintenance import compact, expire_snapshots
 
 SCHEMA = pa.schema(
@@ -53,9 +54,10 @@ def _ingest_loop(root: str) -> None:
         if done >= BATCHES * SIZE:
             return
         try:
-            with table.transaction() as tx:
-                tx.append(_batch(done))
-                tx.set_properties({KEY: json.dumps({"0": done + SIZE})})
+            tx = cas_transaction(table)
+            tx.append(_batch(done))
+            tx.set_properties({KEY: json.dumps({"0": done + SIZE})})
+            tx.commit_transaction()
         except CommitFailedException:
             continue
         time.sleep(PAUSE)
@@ -67,9 +69,7 @@ def test_compaction_racing_an_ingesting_process_loses_and_duplicates_nothing(
 ) -> None:
     catalog = _catalog(str(tmp_path))
     catalog.create_namespace("bronze")
-    table = catalog.create_table(
-        "bronze.race", schema=SCHEMA, properties={"commit.retry.num-retries": "0"}
-    )
+    table = catalog.create_table("bronze.race", schema=SCHEMA)
     with table.update_spec() as spec:
         spec.add_field("ts", DayTransform(), "ts_day")
         spec.add_field("kind", IdentityTransform(), "kind")

@@ -13,6 +13,7 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
 from lakehouse.errors import CommitConflictError, LakehouseError
+from lakehouse.iceberg.compare_and_set import cas_transaction
 from lakehouse.iceberg.maintenance._files import delete_all
 from lakehouse.iceberg.maintenance._gc import no_gc
 from lakehouse.iceberg.maintenance._manifests import ManifestEntries
@@ -74,11 +75,13 @@ def _commit(
     written: dict[tuple[str, ...], list[DataFile]],
     merge_manifests: bool,
     entries: ManifestEntries,
-) -> tuple[int, int]:
+) -> tuple[Table, tuple[int, int]]:
     """One catalog commit: the `replace` snapshot and, after a merge that left DELETED
     entries in the current manifests, the manifest rewrite on top of it (see
-    `_manifest_rewrite`). Returns both snapshot ids (-1: no rewrite)."""
-    transaction = ViewTransaction(table)
+    `_manifest_rewrite`). Returns the committed table and both snapshot ids (-1: no
+    rewrite)."""
+    transaction = cas_transaction(table)
+    assert isinstance(transaction, ViewTransaction)
     producer = ReplaceFiles(transaction, merge_manifests=merge_manifests, entries=entries)
     for group in groups:
         for old in group.files:
@@ -87,12 +90,12 @@ def _commit(
             producer.append_data_file(new)
     producer.commit()
     rewrite = _manifest_rewrite(transaction, producer, entries) if merge_manifests else None
-    transaction.commit_transaction()
+    committed = transaction.commit_transaction()
     producer.delete_merged_away_manifests()
     if rewrite is None:
-        return producer.snapshot_id, -1
+        return committed, (producer.snapshot_id, -1)
     rewrite.delete_merged_away_manifests()
-    return producer.snapshot_id, rewrite.snapshot_id
+    return committed, (producer.snapshot_id, rewrite.snapshot_id)
 
 
 def _manifest_rewrite(
@@ -258,7 +261,8 @@ def _commit_with_retries(
     spec_id = table.metadata.default_spec_id
     for attempt in range(1, max_attempts + 1):
         try:
-            return table, groups, _commit(table, groups, written, merge, entries), attempt
+            committed, snapshot_ids = _commit(table, groups, written, merge, entries)
+            return committed, groups, snapshot_ids, attempt
         except CommitFailedException as exc:
             if attempt == max_attempts:
                 raise CommitConflictError(
