@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from assets.heartbeat import heartbeat
 from assets.keys import bronze_key, stream_tag, topic_key
 from assets.resources import LakehouseResource
 from lakehouse.audit import check_conservation, check_offset_chain
@@ -82,7 +83,6 @@ def bronze_asset(spec: StreamSpec, declarations: Declarations) -> dg.AssetsDefin
         description=f"{spec.description} Iceberg table {spec.table}, ingested exactly once.",
         group_name="bronze",
         kinds={"iceberg", "kafka"},
-        pool=f"iceberg_{spec.table.replace('.', '_')}",
         tags=stream_tag(spec),
         metadata={
             "table": spec.table,
@@ -110,14 +110,18 @@ def bronze_asset(spec: StreamSpec, declarations: Declarations) -> dg.AssetsDefin
     def _bronze(
         context: dg.AssetExecutionContext, config: BronzeRunConfig, lakehouse: LakehouseResource
     ) -> dg.MaterializeResult:
-        report = ingest(
-            lakehouse.settings(),
-            spec,
-            run_id=context.run.run_id,
-            dead_letter_table=declarations.dead_letter_table,
-            explicit_ranges=parse_ranges(config.replay_ranges) if config.replay_ranges else None,
-            log=context.log.info,
-        )
+        settings = lakehouse.settings()
+        with heartbeat(context, settings, stream_tag(spec)):
+            report = ingest(
+                settings,
+                spec,
+                run_id=context.run.run_id,
+                dead_letter_table=declarations.dead_letter_table,
+                explicit_ranges=parse_ranges(config.replay_ranges)
+                if config.replay_ranges
+                else None,
+                log=context.log.info,
+            )
         return dg.MaterializeResult(
             metadata=report.as_metadata(),
             check_results=_check_results(spec, declarations, lakehouse, report),

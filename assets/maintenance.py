@@ -12,6 +12,7 @@ from pydantic import Field
 from pyiceberg.expressions.parser import parse as parse_filter
 from pyiceberg.table import Table
 
+from assets.heartbeat import heartbeat
 from assets.resources import LakehouseResource
 from lakehouse.iceberg.catalog import load_catalog, table_or_none
 from lakehouse.iceberg.maintenance import compact, expire_snapshots, remove_orphan_files
@@ -71,7 +72,6 @@ def maintenance_assets(table: MaintainedTable) -> list[dg.AssetsDefinition]:
         "deps": [table_key(table)],
         "group_name": "maintenance",
         "kinds": {"iceberg"},
-        "pool": f"maintenance_{table.identifier.replace('.', '_')}",
         "tags": {"lakehouse/maintains": table.name},
     }
 
@@ -85,14 +85,15 @@ def maintenance_assets(table: MaintainedTable) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         if (load := _loader(lakehouse, table)) is None:
             return _skipped(table)
-        report = compact(
-            load,
-            target_file_size_bytes=config.target_file_size_bytes
-            or table.knobs.target_file_size_bytes,
-            partition_filter=parse_filter(config.partition_filter)
-            if config.partition_filter
-            else None,
-        )
+        with heartbeat(context, lakehouse.settings()):
+            report = compact(
+                load,
+                target_file_size_bytes=config.target_file_size_bytes
+                or table.knobs.target_file_size_bytes,
+                partition_filter=parse_filter(config.partition_filter)
+                if config.partition_filter
+                else None,
+            )
         context.log.info(f"compaction of {table.identifier}: {report.as_metadata()}")
         return dg.MaterializeResult(metadata=report.as_metadata())
 
@@ -107,12 +108,13 @@ def maintenance_assets(table: MaintainedTable) -> list[dg.AssetsDefinition]:
         if (load := _loader(lakehouse, table)) is None:
             return _skipped(table)
         days = config.retention_days or table.knobs.snapshot_retention_days
-        report = expire_snapshots(
-            load,
-            older_than=timedelta(days=days),
-            retain_last=config.retain_last or table.knobs.min_snapshots_to_keep,
-            dry_run=config.dry_run,
-        )
+        with heartbeat(context, lakehouse.settings()):
+            report = expire_snapshots(
+                load,
+                older_than=timedelta(days=days),
+                retain_last=config.retain_last or table.knobs.min_snapshots_to_keep,
+                dry_run=config.dry_run,
+            )
         return dg.MaterializeResult(metadata=report.as_metadata())
 
     @dg.asset(
@@ -126,11 +128,12 @@ def maintenance_assets(table: MaintainedTable) -> list[dg.AssetsDefinition]:
         if (load := _loader(lakehouse, table)) is None:
             return _skipped(table)
         days = config.older_than_days or table.knobs.orphan_min_age_days
-        report = remove_orphan_files(
-            load,
-            older_than=timedelta(days=days),
-            dry_run=config.dry_run,
-        )
+        with heartbeat(context, lakehouse.settings()):
+            report = remove_orphan_files(
+                load,
+                older_than=timedelta(days=days),
+                dry_run=config.dry_run,
+            )
         return dg.MaterializeResult(metadata=report.as_metadata())
 
     return [_compaction, _expiry, _orphans]

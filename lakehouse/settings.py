@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     )
     streams_file: Path = Field(default=Path("streams.yaml"), description="Stream declarations.")
     bind_host: str = "127.0.0.1"
+    run_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="How often a running run writes a heartbeat event."
+    )
+    run_dead_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A launched run silent this long is dead: marked failed, its stream goes on.",
+    )
 
     @field_validator("kafka_config")
     @classmethod

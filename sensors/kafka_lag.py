@@ -5,18 +5,13 @@ import time
 
 import dagster as dg
 
+from assets.heartbeat import HEARTBEAT_TAG
 from assets.keys import bronze_key, stream_tag, topic_key
 from assets.resources import LakehouseResource
 from lakehouse.config import StreamSpec
 from lakehouse.ingest import plan
 from lakehouse.trigger import decide
-
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
+from sensors.run_health import check_runs
 
 
 def lag_sensor(spec: StreamSpec) -> dg.SensorDefinition:
@@ -25,7 +20,7 @@ def lag_sensor(spec: StreamSpec) -> dg.SensorDefinition:
     job = dg.define_asset_job(
         name=f"ingest_{spec.name}",
         selection=[bronze_key(spec)],
-        tags=stream_tag(spec),
+        tags={**stream_tag(spec), **HEARTBEAT_TAG},
         description=f"Ingest {spec.topic} into {spec.table} (bronze/{spec.name} and its checks).",
     )
 
@@ -40,7 +35,8 @@ def lag_sensor(spec: StreamSpec) -> dg.SensorDefinition:
         context: dg.SensorEvaluationContext, lakehouse: LakehouseResource
     ) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
-        ranges = plan(lakehouse.settings(), spec)
+        settings = lakehouse.settings()
+        ranges = plan(settings, spec)
         decision = decide(
             spec.topic, ranges, spec.trigger, now=time.time(), lag_since=cursor.get("lag_since")
         )
@@ -52,7 +48,10 @@ def lag_sensor(spec: StreamSpec) -> dg.SensorDefinition:
             },
         )
         new_cursor = json.dumps({"lag_since": decision.lag_since})
-        if decision.run and _run_in_flight(context, spec):
+        in_flight = check_runs(
+            context.instance, stream_tag(spec), dead_after_seconds=settings.run_dead_after_seconds
+        ).alive
+        if decision.run and in_flight:
             return dg.SensorResult(
                 skip_reason=f"{decision.reason}, but a bronze/{spec.name} run is in flight",
                 asset_events=[observation],
@@ -74,13 +73,6 @@ def lag_sensor(spec: StreamSpec) -> dg.SensorDefinition:
         )
 
     return _sensor
-
-
-def _run_in_flight(context: dg.SensorEvaluationContext, spec: StreamSpec) -> bool:
-    runs = context.instance.get_runs(
-        filters=dg.RunsFilter(statuses=IN_FLIGHT, tags=stream_tag(spec)), limit=1
-    )
-    return bool(runs)
 
 
 def lag_sensors(streams: list[StreamSpec]) -> list[dg.SensorDefinition]:

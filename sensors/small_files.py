@@ -3,6 +3,7 @@ the small-file count is observed on the table's asset so the UI plots it."""
 
 import dagster as dg
 
+from assets.heartbeat import HEARTBEAT_TAG
 from assets.maintenance import maintenance_key, table_key
 from assets.resources import LakehouseResource
 from lakehouse.iceberg.catalog import load_catalog, table_or_none
@@ -16,6 +17,7 @@ def small_files_sensor(tables: list[MaintainedTable]) -> dg.SensorDefinition:
     job = dg.define_asset_job(
         name="compact_tables",
         selection=[maintenance_key(t, "compaction") for t in tables],
+        tags=HEARTBEAT_TAG,
         description="Compaction of the tables the small-file sensor picks.",
     )
 
@@ -77,7 +79,7 @@ def table_maintenance(tables: list[MaintainedTable]) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
         name="table_maintenance",
         cron_schedule="15 */6 * * *",
-        target=dg.define_asset_job(name="maintain_tables", selection=keys),
+        target=dg.define_asset_job(name="maintain_tables", selection=keys, tags=HEARTBEAT_TAG),
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Compaction, snapshot expiry and orphan removal of every table.",
     )

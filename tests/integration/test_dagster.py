@@ -57,6 +57,7 @@ def test_asset_graph_keys_do_not_drift() -> None:
         "kafka_lag_payments",
         "kafka_lag_readings",
         "small_files",
+        "dead_runs",
     }
     assert {s.name for s in defs.schedules or []} == {"table_maintenance"}
 
