@@ -6,7 +6,7 @@ models here; unknown keys are rejected so a typo fails at load, naming stream an
 """
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -17,7 +17,7 @@ _TRANSFORMS = ("identity", "year", "month", "day", "hour", "bucket", "truncate")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class BatchLimits(_Strict):
@@ -50,6 +50,17 @@ class Checks(_Strict):
     max_dead_letter_rate: float = Field(default=0.05, ge=0, le=1)
 
 
+class SchemaPolicy(_Strict):
+    """What a writer schema the bronze table cannot take safely does (docs/schema-evolution.md).
+
+    `pause`: commit every message before the first such one, then stop the stream until the
+    table, the policy or the registry is fixed; `dead_letter`: its messages become dead
+    letters (`incompatible-schema`); `new_table`: its messages go to `<table>__v<version>`.
+    """
+
+    on_incompatible: Literal["pause", "dead_letter", "new_table"] = "pause"
+
+
 class StreamSpec(_Strict):
     """One Kafka topic ingested into one bronze Iceberg table."""
 
@@ -63,6 +74,7 @@ class StreamSpec(_Strict):
     trigger: Trigger = Trigger()
     maintenance: Maintenance = Maintenance()
     checks: Checks = Checks()
+    schema_policy: SchemaPolicy = Field(default=SchemaPolicy(), alias="schema")
     description: str = ""
 
     @field_validator("partition_by")

@@ -44,3 +44,11 @@ class OffsetGapError(LakehouseError):
 
 class SchemaEvolutionError(LakehouseError):
     """A writer schema changes the table in a way Iceberg cannot take without a policy."""
+
+
+class StreamPausedError(LakehouseError):
+    """A stream stopped at a writer schema its table cannot take (policy `pause`).
+
+    Every message before the first incompatible one is committed; the rest wait in Kafka
+    until the table, the policy or the registry is changed (docs/schema-evolution.md).
+    """

@@ -5,6 +5,7 @@ overlapping run or retry after a crash neither loses nor duplicates an event.
 """
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -18,10 +19,10 @@ import pyarrow.compute as pc
 from confluent_kafka import Consumer, TopicPartition
 
 from lakehouse import huge_pages
-from lakehouse.avro.decode import DecodeResult, decode_values
+from lakehouse.avro.decode import DecodeResult, Failure, decode_values
 from lakehouse.avro.registry import RegistrySchemaSource, SchemaSource, latest_writer_schema
 from lakehouse.config import StreamSpec
-from lakehouse.errors import OffsetGapError
+from lakehouse.errors import OffsetGapError, StreamPausedError
 from lakehouse.iceberg.catalog import ensure_table, load_catalog, table_or_none
 from lakehouse.iceberg.commit import (
     StagedFiles,
@@ -35,22 +36,23 @@ from lakehouse.iceberg.dead_letters import commit_dead_letters, dead_letter_rows
 from lakehouse.kafka.admin import TopicState, topic_id, topic_state
 from lakehouse.kafka.columnar import ColumnarConsumer
 from lakehouse.kafka.columnar import unavailable_reason as columnar_unavailable
+from lakehouse.kafka.metadata_columns import bronze_schema, with_kafka_columns
 from lakehouse.kafka.offsets import PartitionRange, plan_ranges, total_lag
 from lakehouse.kafka.reader import KafkaReadError, RawBatch, consumer_config, read_batches
 from lakehouse.kafka.reader_process import ReaderProcess
 from lakehouse.pipeline import Background
+from lakehouse.schema.pause import blocking, clear_pause, read_pause, record_pause
+from lakehouse.schema.policy import (
+    cut_before,
+    first_incompatible,
+    incompatible,
+    route_to_version_tables,
+)
+from lakehouse.schema.projection import conform_rows
+from lakehouse.schema.target import BronzeTarget, VersionLookup, registry_versions
 from lakehouse.settings import Settings
 
 T = TypeVar("T")
-
-KAFKA_COLUMNS = (
-    "_kafka_topic",
-    "_kafka_partition",
-    "_kafka_offset",
-    "_kafka_timestamp",
-    "_kafka_key",
-    "_ingested_at",
-)
 
 
 @dataclass
@@ -69,6 +71,7 @@ class IngestReport:
     snapshot_ids: list[int] = field(default_factory=list)
     offset_ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
     lag_left: int = 0
+    records_to_version_tables: int = 0  # policy new_table: rows written to <table>__v<N>
     max_event_time: datetime | None = None
     seconds: float = 0.0
     kafka_reader: str = ""  # how Kafka was read: columnar, process or thread
@@ -89,6 +92,7 @@ class IngestReport:
             "batches": self.batches,
             "files_added": self.files_added,
             "lag_left": self.lag_left,
+            "records_to_version_tables": self.records_to_version_tables,
             "seconds": round(self.seconds, 3),
             "records_per_second": round(self.records_per_second, 1),
             "max_event_time": self.max_event_time.isoformat() if self.max_event_time else "",
@@ -98,33 +102,6 @@ class IngestReport:
                 str(p): f"{start}..{end}" for p, (start, end) in sorted(self.offset_ranges.items())
             },
         }
-
-
-def with_kafka_columns(
-    decoded: pa.Table, raw: RawBatch, row_index: pa.Array, ingested_at: datetime
-) -> pa.Table:
-    """The decoded rows plus the Kafka metadata columns of the messages they came from."""
-    n = decoded.num_rows
-    # row_index is ascending: with every message decoded it is 0..n-1 and needs no take.
-    every_message = n == len(raw)
-
-    def column(values: pa.Array, kind: pa.DataType) -> pa.Array:
-        array = values.cast(kind)
-        return array if every_message else array.take(row_index)
-
-    timestamps = column(raw.timestamps_ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
-    columns = {
-        "_kafka_topic": pa.repeat(pa.scalar(raw.topic, pa.string()), n),
-        "_kafka_partition": column(raw.partitions, pa.int32()),
-        "_kafka_offset": column(raw.offsets, pa.int64()),
-        "_kafka_timestamp": timestamps.cast(pa.timestamp("us", tz="UTC")),
-        "_kafka_key": column(raw.keys, pa.binary()),
-        "_ingested_at": pa.repeat(pa.scalar(ingested_at, pa.timestamp("us", tz="UTC")), n),
-    }
-    table = decoded
-    for name, array in columns.items():
-        table = table.append_column(name, array)
-    return table
 
 
 def plan(settings: Settings, spec: StreamSpec, catalog: Any | None = None) -> list[PartitionRange]:
@@ -137,7 +114,11 @@ class _Planned:
     ranges: list[PartitionRange]
     topic_id: str
     catalog: Any
-    table_exists: bool
+    table: Any  # the bronze table as loaded while planning, None if it does not exist yet
+
+    @property
+    def table_exists(self) -> bool:
+        return self.table is not None
 
 
 def _in_background(function: Callable[..., T], *args: Any) -> "Future[T]":
@@ -161,7 +142,7 @@ def _plan(settings: Settings, spec: StreamSpec, catalog: Any | None) -> _Planned
     if table is not None:
         _refuse_recreated_topic(spec, table, state.topic_id)
     ranges = plan_ranges(spec.topic, committed, state.earliest, state.end)
-    return _Planned(ranges, state.topic_id, catalog, table_exists=table is not None)
+    return _Planned(ranges, state.topic_id, catalog, table)
 
 
 def _refuse_recreated_topic(spec: StreamSpec, table: Any, current: str) -> None:
@@ -187,6 +168,8 @@ class _Run:
     dead_letter_table: str
     topic_id: str
     report: IngestReport
+    target: BronzeTarget
+    versions: VersionLookup
     table_exists: bool = False  # known once: not loaded again for every batch
     latest: Any = None  # the table as the run's last commit left it (reloaded when stale)
 
@@ -248,6 +231,7 @@ def _ingest(
     reader: ReaderProcess | None = None
     try:
         registry = _in_background(RegistrySchemaSource, settings) if schemas is None else None
+        table = None
         if explicit_ranges is not None:
             catalog = catalog if catalog is not None else load_catalog(settings)
             ranges = [
@@ -257,7 +241,14 @@ def _ingest(
         else:
             planned = _plan(settings, spec, catalog)
             ranges, kafka_topic_id, catalog = planned.ranges, planned.topic_id, planned.catalog
-            table_exists = planned.table_exists
+            table, table_exists = planned.table, planned.table_exists
+        if table is not None and (pause := read_pause(table)) is not None:
+            # Paused: go on only if the table, the policy or the registry was fixed.
+            schemas = schemas if schemas is not None else registry.result()  # type: ignore[union-attr]
+            if (reason := blocking(pause, spec, table, schemas)) is not None:
+                raise StreamPausedError(reason)
+            clear_pause(catalog, spec.table)
+            table = None  # changed: the target loads it again
         log(f"{spec.topic}: {total_lag(ranges)} offsets to ingest in {len(ranges)} partitions")
         if reading == "process" and total_lag(ranges) > spec.batch.max_records:
             # A backlog: a child reads most of it; it starts while this process reads the
@@ -273,6 +264,10 @@ def _ingest(
         report = IngestReport(
             stream=spec.name, topic=spec.topic, table=spec.table, kafka_reader=reading
         )
+        versions = registry_versions(settings, spec.subject)
+        target = BronzeTarget(
+            catalog, spec, versions=versions, applied_by=f"run {run_id}", table=table
+        )
         run = _Run(
             settings,
             catalog,
@@ -282,6 +277,8 @@ def _ingest(
             dead_letter_table,
             kafka_topic_id,
             report,
+            target,
+            versions,
             table_exists=table_exists,  # from planning: no second load to find out
         )
         # Kafka's end offsets are asked once reading is done, while the last batches commit.
@@ -359,7 +356,7 @@ def _run_stages(
 
         def decode(raw: RawBatch) -> None:
             ingested_at = datetime.now(UTC)
-            decoded = decode_values(raw.values, run.schemas)
+            decoded = decode_values(raw.values, run.schemas, target=run.target)
             rows = with_kafka_columns(decoded.table, raw, decoded.row_index, ingested_at)
             writer.submit(write, _Batch(raw, decoded, rows, ingested_at))
 
@@ -481,8 +478,28 @@ def _commit_batch(run: _Run, consumer: Consumer, batch: _Batch, log: Callable[[s
 
 def _ingest_batch(run: _Run, batch: _Batch) -> None:
     raw, decoded, rows, ingested_at = batch.raw, batch.decoded, batch.rows, batch.ingested_at
-    if decoded.failures:
-        _commit_dead_letters(run, raw, decoded, ingested_at)
+    failures, next_offsets, staged = decoded.failures, raw.next_offsets, batch.staged
+    policy = run.spec.schema_policy.on_incompatible
+    stops = first_incompatible(raw, failures) if policy == "pause" else {}
+    if stops:  # commit what comes before the first refused message, then stop
+        refused = incompatible(failures)[0]
+        cut = cut_before(raw, rows, failures, stops)
+        rows, failures, next_offsets, staged = cut.rows, cut.failures, cut.next_offsets, None
+    elif policy == "new_table" and incompatible(failures):
+        routed = route_to_version_tables(
+            run.catalog,
+            run.spec,
+            raw,
+            failures,
+            run.schemas,
+            run.versions,
+            ingested_at,
+            {"lakehouse.run-id": run.run_id},
+        )
+        failures = routed.failures
+        run.report.records_to_version_tables += sum(o.rows_written for o in routed.outcomes)
+    if failures:
+        _commit_dead_letters(run, raw, failures, next_offsets, ingested_at)
     if not run.table_exists and table_or_none(run.catalog, run.spec.table) is None:
         schema = rows.schema if rows.num_rows else _schema_from_registry(run, ingested_at)
         if schema is None:
@@ -495,11 +512,12 @@ def _ingest_batch(run: _Run, batch: _Batch) -> None:
         run.spec.topic,
         rows,
         raw.start_offsets,
-        raw.next_offsets,
+        next_offsets,
         snapshot_properties={"lakehouse.run-id": run.run_id},
         table_properties={topic_id_key(run.spec.topic): run.topic_id},
-        staged=batch.staged,
+        staged=staged,
         table=run.latest,
+        conform=functools.partial(_conform, schema_id=decoded.target_version),
     )
     run.latest = outcome.latest
     report = run.report
@@ -512,26 +530,45 @@ def _ingest_batch(run: _Run, batch: _Batch) -> None:
         report.snapshot_ids.append(outcome.snapshot_id)
     for p, start in raw.start_offsets.items():
         first = report.offset_ranges.get(p, (start, start))[0]
-        report.offset_ranges[p] = (first, raw.next_offsets.get(p, start))
+        report.offset_ranges[p] = (first, next_offsets.get(p, start))
     if rows.num_rows and run.spec.event_time in rows.column_names:
         latest = pc.max(rows[run.spec.event_time]).as_py()
         if latest is not None and (report.max_event_time is None or latest > report.max_event_time):
             report.max_event_time = latest
+    if stops:
+        _pause(run, refused, stops)
+
+
+def _conform(table: Any, rows: pa.Table, schema_id: int | None) -> pa.Table:
+    return conform_rows(rows, table, schema_id)
+
+
+def _pause(run: _Run, refused: Failure, stops: dict[int, int]) -> None:
+    """Record why the stream stops (on the table) and stop the run with that message."""
+    schema_id = refused.schema_id if refused.schema_id is not None else -1
+    pause = record_pause(
+        run.catalog, run.spec.table, schema_id, run.versions(schema_id), stops, refused.message
+    )
+    raise StreamPausedError(pause.message(run.spec))
 
 
 def _commit_dead_letters(
-    run: _Run, raw: RawBatch, decoded: DecodeResult, ingested_at: datetime
+    run: _Run,
+    raw: RawBatch,
+    failures: list[Failure],
+    next_offsets: dict[int, int],
+    ingested_at: datetime,
 ) -> None:
     """Dead letters first: a crash before the rows commit re-reads the batch, and this table
     trims what it already holds."""
-    dead = dead_letter_rows(raw, decoded.failures, run.run_id, ingested_at)
+    dead = dead_letter_rows(raw, failures, run.run_id, ingested_at)
     outcome = commit_dead_letters(
         run.catalog,
         run.dead_letter_table,
         run.spec.topic,
         dead,
         raw.start_offsets,
-        raw.next_offsets,
+        next_offsets,
     )
     run.report.dead_letters += outcome.rows_written
 
@@ -552,9 +589,4 @@ def _schema_from_registry(run: _Run, ingested_at: datetime) -> pa.Schema | None:
     """The table schema from the subject's latest registered schema, for a first batch that
     held only dead letters (so its offsets can still be committed). None if none is registered."""
     writer = latest_writer_schema(run.settings, run.spec.subject)
-    if writer is None:
-        return None
-    empty = RawBatch(topic=run.spec.topic)
-    return with_kafka_columns(
-        writer.arrow.empty_table(), empty, pa.array([], pa.int64()), ingested_at
-    ).schema
+    return bronze_schema(writer.arrow) if writer is not None else None

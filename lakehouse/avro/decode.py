@@ -1,8 +1,8 @@
 """Decode a batch of Kafka values into one Arrow table plus dead-letter entries."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,12 +29,31 @@ class Failure(NamedTuple):
 
 @dataclass
 class DecodeResult:
-    """Good rows (`table`, `row_index` into the input, `schema_ids`) and the failures."""
+    """Good rows (`table`, `row_index` into the input, `schema_ids`) and the failures;
+    `target_version` is the target's version the rows were projected onto (None: no target)."""
 
     table: pa.Table
     row_index: pa.Int64Array
     schema_ids: pa.Int32Array
     failures: list[Failure] = field(default_factory=list)
+    target_version: int | None = None
+
+
+@dataclass(frozen=True)
+class Projections:
+    """For each writer schema id: how its decoded rows become the target's rows, or why the
+    target cannot take them (its messages become failures of that error's kind)."""
+
+    version: int
+    by_schema_id: Mapping[int, Callable[[pa.Table], pa.Table] | DecodeError]
+
+
+class Target(Protocol):
+    """Where decoded rows go (e.g. an Iceberg table whose columns they must match)."""
+
+    def projections(self, writers: Sequence[WriterSchema]) -> Projections:
+        """One projection (or refusal) per writer schema, all against one target version."""
+        ...
 
 
 @dataclass
@@ -50,24 +69,36 @@ def decode_values(
     *,
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     max_zero_size_items: int = DEFAULT_MAX_ZERO_SIZE_ITEMS,
+    target: Target | None = None,
 ) -> DecodeResult:
     """Decode Confluent-framed Avro values, grouped by writer schema.
 
     Bad values become `failures`; `RegistryUnavailableError` propagates (never a failure).
+    With a `target`, each writer schema's rows are projected onto it (asked once per batch),
+    and the messages of a writer schema it refuses become failures.
     """
     failures: list[Failure] = []
-    frames = _split_frames(values, max_value_bytes, failures)
-    parts: list[tuple[WriterSchema, pa.Table, pa.Int64Array]] = []
-    for schema_id, indexes, datums in frames:
+    groups: list[_Group] = []
+    for schema_id, indexes, datums in _split_frames(values, max_value_bytes, failures):
         try:
-            writer = schemas.writer_schema(schema_id)
+            groups.append(_Group(schemas.writer_schema(schema_id), indexes, datums))
         except DecodeError as exc:
             failures += [Failure(i, exc.kind, exc.message, schema_id) for i in indexes.to_pylist()]
+    shapes = target.projections([g.writer for g in groups]) if target and groups else None
+    parts: list[tuple[WriterSchema, pa.Table, pa.Int64Array]] = []
+    for group in groups:
+        project = shapes.by_schema_id[group.writer.schema_id] if shapes else None
+        if isinstance(project, DecodeError):
+            failures += [
+                _failure(group, i, project.kind, project.message) for i in range(len(group.datums))
+            ]
             continue
-        table, rows = _decode_group(_Group(writer, indexes, datums), failures, max_zero_size_items)
-        parts.append((writer, table, rows))
+        table, rows = _decode_group(group, failures, max_zero_size_items)
+        parts.append((group.writer, project(table) if project else table, rows))
     failures.sort(key=lambda f: f.index)
-    return _combine(parts, failures)
+    result = _combine(parts, failures)
+    result.target_version = shapes.version if shapes else None
+    return result
 
 
 def _split_frames(
@@ -235,7 +266,7 @@ def _combine(
 ) -> DecodeResult:
     """One table over the writer schemas that gave rows, in batch order."""
     parts = [part for part in parts if part[1].num_rows] or parts[:1]
-    schema = union_schema([writer.arrow for writer, _, _ in parts])
+    schema = union_schema([table.schema for _, table, _ in parts])
     tables: list[pa.Table] = []
     indexes: list[pa.Int64Array] = []
     ids: list[pa.Int32Array] = []

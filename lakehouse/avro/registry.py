@@ -1,6 +1,9 @@
 """Where writer schemas come from: the `SchemaSource` seam and the Schema Registry behind it."""
 
+import contextlib
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -96,17 +99,94 @@ class RegistrySchemaSource:
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
 
 
-def latest_writer_schema(settings: Settings, subject: str) -> WriterSchema | None:
-    """The latest schema registered under `subject`, or None if the subject has none."""
-    client = SchemaRegistryClient(dict(settings.registry_client_config()))
+@dataclass(frozen=True)
+class SubjectVersion:
+    """One registered version of a subject."""
+
+    subject: str
+    version: int
+    schema_id: int
+    text: str
+
+    def writer_schema(self) -> WriterSchema:
+        return WriterSchema.from_text(self.schema_id, self.text)
+
+
+def _client(settings: Settings) -> SchemaRegistryClient:
+    """A fresh client: confluent-kafka's caches the latest version, which a poller must not."""
+    return SchemaRegistryClient(dict(settings.registry_client_config()))
+
+
+@contextlib.contextmanager
+def _asking(what: str) -> Iterator[None]:
+    """Registry failures as lakehouse errors (404 is handled by the callers)."""
     try:
-        registered = client.get_latest_version(subject)
+        yield
     except SchemaRegistryError as exc:
-        if exc.http_status_code == 404:
-            return None
-        raise RegistryError(f"registry error reading subject {subject!r}: {exc}") from exc
+        if exc.http_status_code in (401, 403):
+            raise RegistryError(f"registry refused access ({exc.http_status_code})") from exc
+        if exc.http_status_code in (408, 429) or exc.http_status_code >= 500:
+            raise RegistryUnavailableError(f"schema registry unavailable {what}: {exc}") from exc
+        raise RegistryError(f"registry error {what}: {exc}") from exc
     except _TRANSPORT_ERRORS as exc:
-        raise RegistryUnavailableError(f"schema registry unavailable: {exc}") from exc
+        raise RegistryUnavailableError(f"schema registry unavailable {what}: {exc}") from exc
+
+
+def _not_found(exc: SchemaRegistryError) -> bool:
+    return exc.http_status_code == 404
+
+
+def latest_version(settings: Settings, subject: str) -> SubjectVersion | None:
+    """The subject's latest version (one request), or None if it has none."""
+    with _asking(f"reading subject {subject!r}"):
+        try:
+            registered = _client(settings).get_latest_version(subject)
+        except SchemaRegistryError as exc:
+            if _not_found(exc):
+                return None
+            raise
     if registered.schema_id is None or registered.schema.schema_str is None:
         return None
-    return WriterSchema.from_text(registered.schema_id, registered.schema.schema_str)
+    return SubjectVersion(
+        subject, int(registered.version or 0), registered.schema_id, registered.schema.schema_str
+    )
+
+
+def subject_versions(settings: Settings, subject: str) -> list[SubjectVersion]:
+    """Every live version of the subject, oldest first ([] if it has none)."""
+    client = _client(settings)
+    with _asking(f"reading subject {subject!r}"):
+        try:
+            numbers = client.get_versions(subject)
+        except SchemaRegistryError as exc:
+            if _not_found(exc):
+                return []
+            raise
+        found = []
+        for number in sorted(numbers):
+            registered = client.get_version(subject, number)
+            if registered.schema_id is not None and registered.schema.schema_str is not None:
+                found.append(
+                    SubjectVersion(
+                        subject, number, registered.schema_id, registered.schema.schema_str
+                    )
+                )
+    return found
+
+
+def schema_versions(settings: Settings, subject: str, schema_id: int) -> list[int]:
+    """The versions of `subject` registered with `schema_id` ([] if none)."""
+    with _asking(f"reading the versions of schema id {schema_id}"):
+        try:
+            pairs = _client(settings).get_schema_versions(schema_id, subject_name=subject)
+        except SchemaRegistryError as exc:
+            if _not_found(exc):
+                return []
+            raise
+    return sorted(p.version for p in pairs if p.subject == subject and p.version is not None)
+
+
+def latest_writer_schema(settings: Settings, subject: str) -> WriterSchema | None:
+    """The latest schema registered under `subject`, or None if the subject has none."""
+    latest = latest_version(settings, subject)
+    return latest.writer_schema() if latest is not None else None

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -167,6 +167,7 @@ def commit_batch(
     staged: StagedFiles | None = None,
     table: Table | None = None,
     gaps_allowed: bool = False,
+    conform: Callable[[Table, pa.Table], pa.Table] | None = None,
 ) -> CommitOutcome:
     """Append the rows of offsets [start, next) per partition with the offsets, exactly once.
 
@@ -180,7 +181,10 @@ def commit_batch(
     tried first instead of loading the table; if another commit came in between, the
     catalog refuses ours and the table is loaded as usual. `gaps_allowed` is for a table
     that hears of some batches only (the dead letters): a batch may start past the table's
-    committed offsets; overlaps are still trimmed.
+    committed offsets; overlaps are still trimmed. `conform(table, rows)`, called on every
+    attempt with the table as loaded, gives the rows in that table's column names and types
+    (rows named after an older schema of the table are renamed by field id; `rows` itself
+    when nothing changes).
     Raises CommitConflictError after `max_attempts` lost races, SchemaEvolutionError when
     the rows change the schema in a way Iceberg cannot take (nothing committed).
     """
@@ -204,8 +208,9 @@ def commit_batch(
         after = dict(before)
         for p, nxt in next_offsets.items():
             after[p] = max(before.get(p, nxt), nxt)
-        new_rows = _trim(rows, before, partition_column, offset_column)
-        skipped = rows.num_rows - new_rows.num_rows
+        fitted = conform(table, rows) if conform is not None else rows
+        new_rows = _trim(fitted, before, partition_column, offset_column)
+        skipped = fitted.num_rows - new_rows.num_rows
         if nothing_new:
             return CommitOutcome(
                 table=identifier,
