@@ -41,7 +41,13 @@ from lakehouse.kafka.offsets import PartitionRange, plan_ranges, total_lag
 from lakehouse.kafka.reader import KafkaReadError, RawBatch, consumer_config, read_batches
 from lakehouse.kafka.reader_process import ReaderProcess
 from lakehouse.pipeline import Background
-from lakehouse.schema.pause import blocking, clear_pause, read_pause, record_pause
+from lakehouse.schema.pause import (
+    blocking,
+    clear_pause,
+    paused_reason,
+    read_pause,
+    record_pause,
+)
 from lakehouse.schema.policy import (
     cut_before,
     first_incompatible,
@@ -107,6 +113,20 @@ class IngestReport:
 def plan(settings: Settings, spec: StreamSpec, catalog: Any | None = None) -> list[PartitionRange]:
     """The ranges a run started now would ingest (no message bodies are read)."""
     return _plan(settings, spec, catalog).ranges
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """What a sensor needs: the ranges a run would ingest, and why the stream is paused."""
+
+    ranges: list[PartitionRange]
+    paused: str | None  # None: not paused (or resolved since: the next run resumes it)
+
+
+def stream_state(settings: Settings, spec: StreamSpec) -> StreamState:
+    """The stream's lag ranges and pause state (no message bodies are read)."""
+    planned = _plan(settings, spec, None)
+    return StreamState(planned.ranges, paused_reason(settings, spec, planned.table))
 
 
 @dataclass(frozen=True)
@@ -242,10 +262,11 @@ def _ingest(
             planned = _plan(settings, spec, catalog)
             ranges, kafka_topic_id, catalog = planned.ranges, planned.topic_id, planned.catalog
             table, table_exists = planned.table, planned.table_exists
+        versions = registry_versions(settings, spec.subject)
         if table is not None and (pause := read_pause(table)) is not None:
             # Paused: go on only if the table, the policy or the registry was fixed.
             schemas = schemas if schemas is not None else registry.result()  # type: ignore[union-attr]
-            if (reason := blocking(pause, spec, table, schemas)) is not None:
+            if (reason := blocking(pause, spec, table, schemas, versions)) is not None:
                 raise StreamPausedError(reason)
             clear_pause(catalog, spec.table)
             table = None  # changed: the target loads it again
@@ -264,7 +285,6 @@ def _ingest(
         report = IngestReport(
             stream=spec.name, topic=spec.topic, table=spec.table, kafka_reader=reading
         )
-        versions = registry_versions(settings, spec.subject)
         target = BronzeTarget(
             catalog, spec, versions=versions, applied_by=f"run {run_id}", table=table
         )

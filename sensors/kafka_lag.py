@@ -9,7 +9,7 @@ from assets.heartbeat import HEARTBEAT_TAG
 from assets.keys import bronze_key, stream_tag, topic_key
 from assets.resources import LakehouseResource
 from lakehouse.config import StreamSpec
-from lakehouse.ingest import plan
+from lakehouse.ingest import stream_state
 from lakehouse.trigger import decide
 from sensors.run_health import check_runs
 
@@ -36,7 +36,8 @@ def lag_sensor(spec: StreamSpec) -> dg.SensorDefinition:
     ) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
         settings = lakehouse.settings()
-        ranges = plan(settings, spec)
+        state = stream_state(settings, spec)
+        ranges = state.ranges
         decision = decide(
             spec.topic, ranges, spec.trigger, now=time.time(), lag_since=cursor.get("lag_since")
         )
@@ -51,6 +52,10 @@ def lag_sensor(spec: StreamSpec) -> dg.SensorDefinition:
         in_flight = check_runs(
             context.instance, stream_tag(spec), dead_after_seconds=settings.run_dead_after_seconds
         ).alive
+        if state.paused is not None:
+            return dg.SensorResult(
+                skip_reason=f"paused: {state.paused}", asset_events=[observation], cursor=new_cursor
+            )
         if decision.run and in_flight:
             return dg.SensorResult(
                 skip_reason=f"{decision.reason}, but a bronze/{spec.name} run is in flight",

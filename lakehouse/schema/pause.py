@@ -19,12 +19,14 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
-from lakehouse.avro.registry import SchemaSource
+from lakehouse.avro.registry import RegistrySchemaSource, SchemaSource
 from lakehouse.config import StreamSpec
 from lakehouse.errors import CommitConflictError, DecodeError
 from lakehouse.iceberg.catalog import retry_locked
 from lakehouse.kafka.metadata_columns import KAFKA_COLUMNS
 from lakehouse.schema.evolve import resolve_against
+from lakehouse.schema.target import VersionLookup, registry_versions
+from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +95,15 @@ def clear_pause(catalog: Catalog, identifier: str) -> None:
     _update(catalog, identifier, remove, only_if_paused=True)
 
 
-def blocking(pause: Pause, spec: StreamSpec, table: Table, schemas: SchemaSource) -> str | None:
+def blocking(
+    pause: Pause, spec: StreamSpec, table: Table, schemas: SchemaSource, versions: VersionLookup
+) -> str | None:
     """Why the stream is still paused, or None once resolved.
 
     Resolved when the policy is no longer `pause`, when the writer schema now resolves against
-    the table (the table was changed), or when the registry no longer has it (its messages
-    become `unknown-schema-id` dead letters, replayable later).
+    the table (the table was changed), or when the subject no longer lists it (a version
+    deleted from the registry: its messages become `unknown-schema-id` dead letters,
+    replayable later).
     """
     if spec.schema_policy.on_incompatible != "pause":
         return None
@@ -106,10 +111,21 @@ def blocking(pause: Pause, spec: StreamSpec, table: Table, schemas: SchemaSource
         writer = schemas.writer_schema(pause.schema_id)
     except DecodeError:
         return None
+    if versions(pause.schema_id) is None:
+        return None
     resolution = resolve_against(table, writer, KAFKA_COLUMNS)
     if resolution.compatible:
         return None
     return pause.message(spec)
+
+
+def paused_reason(settings: Settings, spec: StreamSpec, table: Table | None) -> str | None:
+    """Why the stream is paused now, or None (never paused, or resolved since)."""
+    pause = read_pause(table) if table is not None else None
+    if pause is None or table is None:
+        return None
+    versions = registry_versions(settings, spec.subject)
+    return blocking(pause, spec, table, RegistrySchemaSource(settings), versions)
 
 
 def _update(

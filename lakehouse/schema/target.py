@@ -106,7 +106,7 @@ class BronzeTarget:
             resolution = resolve_against(table, writer, KAFKA_COLUMNS)
             shape: Projection | DecodeError | None = None
             if not resolution.compatible:
-                shape = DecodeError(INCOMPATIBLE, self._refusal(writer, resolution, table))
+                shape = self._refusal(writer, resolution, table)
             elif not resolution.changes:
                 shape = projection(
                     writer.arrow, resolution.table_names, table.schema(), reserved=KAFKA_COLUMNS
@@ -114,10 +114,17 @@ class BronzeTarget:
             self._cache[key] = (resolution, shape)
         return self._cache[key]
 
-    def _refusal(self, writer: WriterSchema, resolution: Resolution, table: Table) -> str:
-        return incompatibility_message(
-            self._spec, writer.schema_id, self._versions(writer.schema_id), resolution, table
-        )
+    def _refusal(self, writer: WriterSchema, resolution: Resolution, table: Table) -> DecodeError:
+        """`incompatible-schema`; or `unknown-schema-id` when the subject no longer lists the
+        writer schema (a version deleted from it: not one of this stream's schemas)."""
+        version = self._versions(writer.schema_id)
+        if version is None:
+            return DecodeError(
+                "unknown-schema-id",
+                f"schema id {writer.schema_id} is not a version of {self._spec.subject}",
+            )
+        message = incompatibility_message(self._spec, writer.schema_id, version, resolution, table)
+        return DecodeError(INCOMPATIBLE, message)
 
     def _load_or_create(self, writer: WriterSchema) -> Table:
         table = table_or_none(self._catalog, self._spec.table)
