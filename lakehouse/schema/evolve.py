@@ -23,6 +23,7 @@ from pyiceberg.table.update.schema import UpdateSchema
 from lakehouse.avro.writer_schema import WriterSchema
 from lakehouse.errors import CommitConflictError, SchemaEvolutionError
 from lakehouse.iceberg.catalog import retry_locked
+from lakehouse.iceberg.compare_and_set import cas_transaction
 from lakehouse.schema.resolve import Change, Resolution, historic_names, resolve
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def schema_sources(table: Table) -> dict[int, Source]:
 
 
 def _commit(table: Table, changes: tuple[Change, ...], source: Source) -> Table:
-    tx = table.transaction()
+    tx = cas_transaction(table)
     try:
         with tx.update_schema() as update:
             for change in changes:

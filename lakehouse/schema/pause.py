@@ -23,6 +23,7 @@ from lakehouse.avro.registry import RegistrySchemaSource, SchemaSource
 from lakehouse.config import StreamSpec
 from lakehouse.errors import CommitConflictError, DecodeError
 from lakehouse.iceberg.catalog import retry_locked
+from lakehouse.iceberg.compare_and_set import cas_transaction
 from lakehouse.kafka.metadata_columns import KAFKA_COLUMNS
 from lakehouse.schema.evolve import resolve_against
 from lakehouse.schema.target import VersionLookup, registry_versions
@@ -140,7 +141,7 @@ def _update(
         table = retry_locked(lambda: catalog.load_table(identifier))
         if only_if_paused and PAUSE_PROPERTY not in table.properties:
             return
-        tx = table.transaction()
+        tx = cas_transaction(table)
         change(tx)
         try:
             tx.commit_transaction()
