@@ -1,15 +1,21 @@
 """Bronze assets: one per declared stream, its topic into `bronze.<stream>` exactly once."""
 
+import logging
+
 import dagster as dg
 from pydantic import Field
 
 from assets.heartbeat import heartbeat
-from assets.keys import bronze_key, stream_tag, topic_key
+from assets.keys import bronze_key, schema_key, stream_tag, topic_key, version_table_key
 from assets.resources import LakehouseResource
 from lakehouse.audit import check_conservation, check_offset_chain
 from lakehouse.config import Declarations, StreamSpec
 from lakehouse.iceberg.catalog import load_catalog, table_or_none
 from lakehouse.ingest import IngestReport, ingest
+from lakehouse.schema.policy import version_tables
+from lakehouse.settings import Settings
+
+log = logging.getLogger(__name__)
 
 CHAIN_CHECK = "offsets_contiguous"
 CONSERVATION_CHECK = "rows_plus_dead_letters_equal_offsets"
@@ -79,7 +85,7 @@ def bronze_asset(spec: StreamSpec, declarations: Declarations) -> dg.AssetsDefin
 
     @dg.asset(
         key=bronze_key(spec),
-        deps=[topic_key(spec)],
+        deps=[topic_key(spec), schema_key(spec)],
         description=f"{spec.description} Iceberg table {spec.table}, ingested exactly once.",
         group_name="bronze",
         kinds={"iceberg", "kafka"},
@@ -122,6 +128,13 @@ def bronze_asset(spec: StreamSpec, declarations: Declarations) -> dg.AssetsDefin
                 else None,
                 log=context.log.info,
             )
+        for table, rows in report.version_tables.items():  # policy new_table
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=version_table_key(spec, table),
+                    metadata={"table": table, "records_written": rows},
+                )
+            )
         return dg.MaterializeResult(
             metadata=report.as_metadata(),
             check_results=_check_results(spec, declarations, lakehouse, report),
@@ -133,3 +146,32 @@ def bronze_asset(spec: StreamSpec, declarations: Declarations) -> dg.AssetsDefin
 def bronze_assets(declarations: Declarations) -> list[dg.AssetsDefinition]:
     """One bronze asset per declared stream."""
     return [bronze_asset(spec, declarations) for spec in declarations.streams.values()]
+
+
+def version_table_specs(declarations: Declarations, settings: Settings) -> list[dg.AssetSpec]:
+    """The `<table>__v<N>` tables that exist for streams whose policy is new_table (each its own
+    asset, downstream of the stream's schema asset); a table made since shows after a reload.
+    The catalog is only asked when some stream has that policy."""
+    streams = [
+        s for s in declarations.streams.values() if s.schema_policy.on_incompatible == "new_table"
+    ]
+    if not streams:
+        return []
+    try:
+        catalog = load_catalog(settings)
+        found = {spec.name: version_tables(catalog, spec) for spec in streams}
+    except Exception as exc:  # definitions must load even when the catalog cannot be read
+        log.warning("version tables not listed (catalog unreadable): %s", exc)
+        return []
+    return [
+        dg.AssetSpec(
+            key=version_table_key(spec, table),
+            deps=[schema_key(spec)],
+            description=f"Iceberg table {table}: a subject version {spec.table} could not take.",
+            group_name="bronze",
+            kinds={"iceberg"},
+            metadata={"table": table},
+        )
+        for spec in streams
+        for table in found[spec.name]
+    ]

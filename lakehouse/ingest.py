@@ -77,7 +77,13 @@ class IngestReport:
     snapshot_ids: list[int] = field(default_factory=list)
     offset_ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
     lag_left: int = 0
-    records_to_version_tables: int = 0  # policy new_table: rows written to <table>__v<N>
+    version_tables: dict[str, int] = field(default_factory=dict)  # new_table: table → rows
+
+    @property
+    def records_to_version_tables(self) -> int:
+        """Rows written to `<table>__v<N>` tables (policy new_table)."""
+        return sum(self.version_tables.values())
+
     max_event_time: datetime | None = None
     seconds: float = 0.0
     kafka_reader: str = ""  # how Kafka was read: columnar, process or thread
@@ -517,7 +523,9 @@ def _ingest_batch(run: _Run, batch: _Batch) -> None:
             {"lakehouse.run-id": run.run_id},
         )
         failures = routed.failures
-        run.report.records_to_version_tables += sum(o.rows_written for o in routed.outcomes)
+        for outcome in routed.outcomes:
+            tables = run.report.version_tables
+            tables[outcome.table] = tables.get(outcome.table, 0) + outcome.rows_written
     if failures:
         _commit_dead_letters(run, raw, failures, next_offsets, ingested_at)
     if not run.table_exists and table_or_none(run.catalog, run.spec.table) is None:

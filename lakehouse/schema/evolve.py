@@ -141,8 +141,10 @@ def _stage(update: UpdateSchema, change: Change) -> None:
         update.update_column(change.path, field_type=change.field_type)
     elif change.kind == "renamed":
         update.rename_column(change.path, change.new_name)  # type: ignore[arg-type]
-    else:
+    elif change.kind == "made_optional":
         update.make_column_optional(change.path)
+    else:
+        raise SchemaEvolutionError(f"not a change this project applies: {change}")
 
 
 def _now() -> str:

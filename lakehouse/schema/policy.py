@@ -16,7 +16,7 @@ from lakehouse.avro.decode import Failure, decode_values
 from lakehouse.avro.registry import SchemaSource
 from lakehouse.config import StreamSpec
 from lakehouse.errors import ConfigError
-from lakehouse.iceberg.catalog import ensure_table
+from lakehouse.iceberg.catalog import ensure_table, retry_locked
 from lakehouse.iceberg.commit import CommitOutcome, commit_batch
 from lakehouse.kafka.metadata_columns import with_kafka_columns
 from lakehouse.kafka.reader import RawBatch
@@ -157,3 +157,15 @@ def _ensure_version_table(
         ensure_table(catalog, identifier, schema, spec.partition_by)
     except ConfigError:
         ensure_table(catalog, identifier, schema)
+
+
+def version_tables(catalog: Catalog, spec: StreamSpec) -> list[str]:
+    """The `<table>__v<N>` tables that exist for the stream (policy new_table), by version."""
+    namespace, name = spec.table.rsplit(".", 1)
+    found = []
+    for identifier in retry_locked(lambda: catalog.list_tables(namespace)):
+        table = identifier[-1]
+        prefix, _, version = table.rpartition("__v")
+        if prefix == name and version.isdigit():
+            found.append((int(version), f"{namespace}.{table}"))
+    return [identifier for _, identifier in sorted(found)]

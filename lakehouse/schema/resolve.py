@@ -36,7 +36,7 @@ from lakehouse.avro.schema import nullable_branch
 from lakehouse.errors import DecodeError, SchemaEvolutionError
 from lakehouse.schema.iceberg_types import iceberg_type, same_type
 
-ChangeKind = Literal["added", "promoted", "renamed", "made_optional"]
+ChangeKind = Literal["added", "promoted", "renamed", "made_optional", "deleted"]
 Path = tuple[str, ...]
 
 

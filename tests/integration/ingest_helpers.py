@@ -144,13 +144,8 @@ def ingest_once(settings: Settings, spec: StreamSpec, **kwargs: Any) -> Any:
     """One `lakehouse.ingest.ingest` run in this process, with the shared dead-letter table."""
     from lakehouse.ingest import ingest
 
-    return ingest(
-        settings,
-        spec,
-        run_id=f"test-{uuid.uuid4().hex[:6]}",
-        dead_letter_table=DEAD_LETTERS,
-        **kwargs,
-    )
+    kwargs.setdefault("run_id", f"test-{uuid.uuid4().hex[:6]}")
+    return ingest(settings, spec, dead_letter_table=DEAD_LETTERS, **kwargs)
 
 
 def iceberg_rows(settings: Settings, spec: StreamSpec) -> list[dict[str, Any]]:

@@ -49,13 +49,24 @@ def test_asset_graph_keys_do_not_drift() -> None:
         "bronze/clicks",
         "bronze/payments",
         "bronze/readings",
+        "schema/clicks",
+        "schema/payments",
+        "schema/readings",
         *maintenance,
     }
+    graph = defs.resolve_asset_graph()
+    for stream in ("clicks", "payments", "readings"):  # kafka/<topic> → schema → bronze
+        schema = dg.AssetKey(["schema", stream])
+        assert graph.get(schema).parent_keys == {dg.AssetKey(["kafka", stream])}
+        assert schema in graph.get(dg.AssetKey(["bronze", stream])).parent_keys
     sensors = {s.name for s in defs.sensors or []}
     assert sensors == {
         "kafka_lag_clicks",
         "kafka_lag_payments",
         "kafka_lag_readings",
+        "schema_clicks",
+        "schema_payments",
+        "schema_readings",
         "small_files",
         "dead_runs",
     }
