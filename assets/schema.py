@@ -7,6 +7,7 @@ check fails while a version cannot be written (docs/schema-evolution.md).
 
 import dagster as dg
 
+from assets.heartbeat import heartbeat
 from assets.keys import schema_key, topic_key
 from assets.resources import LakehouseResource
 from lakehouse.config import StreamSpec
@@ -80,9 +81,11 @@ def schema_asset(spec: StreamSpec) -> dg.AssetsDefinition:
     def _schema(
         context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     ) -> dg.MaterializeResult:
-        report = apply_subject(
-            lakehouse.settings(), spec, applied_by=f"schema/{spec.name} run {context.run.run_id}"
-        )
+        settings = lakehouse.settings()
+        with heartbeat(context, settings):
+            report = apply_subject(
+                settings, spec, applied_by=f"schema/{spec.name} run {context.run.run_id}"
+            )
         for check in report.refused:
             context.log.warning(f"v{check.version}: {check.refused}")
         return dg.MaterializeResult(
