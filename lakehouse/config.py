@@ -1,10 +1,12 @@
 """Stream declarations: what a user writes in `streams.yaml` instead of Python.
 
-Each stream names its topic, bronze table, event-time field, partitioning, batch limits and
-trigger thresholds. Later sections (windows, schema policies) are added as new optional
-models here; unknown keys are rejected so a typo fails at load, naming stream and field.
+Each stream names its topic, bronze table, event-time field, partitioning, batch limits,
+trigger thresholds, and its watermark and windows (`lakehouse.windowing.declarations`).
+Later sections (schema policies) are added as new optional models here; unknown keys are
+rejected so a typo fails at load, naming stream, window and field.
 """
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,7 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lakehouse.errors import ConfigError
+from lakehouse.windowing.declarations import WatermarkSpec, WindowSpec
 
+_WINDOW_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TRANSFORMS = ("identity", "year", "month", "day", "hour", "bucket", "truncate")
 
 
@@ -76,12 +80,22 @@ class StreamSpec(_Strict):
     checks: Checks = Checks()
     schema_policy: SchemaPolicy = Field(default=SchemaPolicy(), alias="schema")
     description: str = ""
+    watermark: WatermarkSpec = WatermarkSpec()
+    windows: dict[str, WindowSpec] = Field(default_factory=dict)
 
     @field_validator("partition_by")
     @classmethod
     def _known_transforms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for expr in value:
             parse_partition_expr(expr)
+        return value
+
+    @field_validator("windows")
+    @classmethod
+    def _window_names(cls, value: dict[str, WindowSpec]) -> dict[str, WindowSpec]:
+        for name in value:
+            if not _WINDOW_NAME.match(name):
+                raise ValueError(f"window name {name!r}: use lower_snake_case (it names a table)")
         return value
 
     def model_post_init(self, __context: Any) -> None:
@@ -133,16 +147,21 @@ def parse_declarations(raw: dict[str, Any]) -> Declarations:
         try:
             streams[name] = StreamSpec(name=name, **body)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}"
-                for err in exc.errors()
-            )
+            problems = "; ".join(_describe(err["loc"], err["msg"]) for err in exc.errors())
             raise ConfigError(f"stream {name!r}: {problems}") from exc
     rest = {k: v for k, v in raw.items() if k != "streams"}
     try:
         return Declarations(streams=streams, **rest)
     except ValidationError as exc:
         raise ConfigError(f"stream declarations: {exc}") from exc
+
+
+def _describe(loc: tuple[int | str, ...], message: str) -> str:
+    """`field 'batch.max_records': ...`, or `window 'w', field 'sliding.every': ...`."""
+    path = [str(p) for p in loc]
+    if len(path) > 2 and path[0] == "windows":
+        return f"window {path[1]!r}, field '{'.'.join(path[2:])}': {message}"
+    return f"field '{'.'.join(path)}': {message}"
 
 
 def load_declarations(path: Path) -> Declarations:
