@@ -1,0 +1,213 @@
+"""Helpers for the silver tests: a bronze table written through the real commit protocol
+without Kafka (fast enough for a property test), and a brute-force reference model of the
+windows, written as plainly as possible and independently of `lakehouse.windowing`."""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+
+from lakehouse.config import StreamSpec
+from lakehouse.iceberg.catalog import ensure_table
+from lakehouse.iceberg.commit import commit_batch
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TS = pa.timestamp("us", tz="UTC")
+CLICK_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string()),
+        pa.field("event_time", _TS),
+        pa.field("user_id", pa.string()),
+        pa.field("page", pa.string()),
+        pa.field("product_id", pa.string()),
+        pa.field("action", pa.string()),
+        pa.field("price", pa.float64()),
+        pa.field("_kafka_topic", pa.string()),
+        pa.field("_kafka_partition", pa.int32()),
+        pa.field("_kafka_offset", pa.int64()),
+        pa.field("_kafka_timestamp", _TS),
+        pa.field("_kafka_key", pa.binary()),
+        pa.field("_ingested_at", _TS),
+    ]
+)
+
+
+def at(seconds: float) -> datetime:
+    """A moment `seconds` after 2026-01-01T00:00:00Z."""
+    return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+
+
+def us(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Click:
+    """One bronze row: where it sits in Kafka, when it happened, when it arrived."""
+
+    partition: int
+    event_time: datetime
+    arrival: datetime  # the Kafka timestamp
+    page: str = "/"
+    user_id: str = "u1"
+    product_id: str | None = None
+    action: str = "view"
+    price: float | None = None
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+class Bronze:
+    """A bronze table fed batch by batch through `commit_batch`, offsets assigned in order."""
+
+    def __init__(self, catalog: Catalog, spec: StreamSpec) -> None:
+        self.catalog = catalog
+        self.spec = spec
+        self.next: dict[int, int] = defaultdict(int)
+        self.rows: list[tuple[int, int, Click]] = []  # (partition, offset, click)
+        ensure_table(catalog, spec.table, CLICK_SCHEMA, spec.partition_by)
+
+    def append(self, clicks: Sequence[Click]) -> list[tuple[int, int, Click]]:
+        """Commit the clicks as one bronze batch; their (partition, offset, click)."""
+        placed = []
+        start = dict(self.next)
+        for click in clicks:
+            offset = self.next[click.partition]
+            self.next[click.partition] += 1
+            placed.append((click.partition, offset, click))
+        rows = pa.Table.from_pylist(
+            [
+                {
+                    "event_id": c.event_id,
+                    "event_time": c.event_time,
+                    "user_id": c.user_id,
+                    "page": c.page,
+                    "product_id": c.product_id,
+                    "action": c.action,
+                    "price": c.price,
+                    "_kafka_topic": self.spec.topic,
+                    "_kafka_partition": p,
+                    "_kafka_offset": o,
+                    "_kafka_timestamp": c.arrival,
+                    "_kafka_key": c.user_id.encode(),
+                    "_ingested_at": c.arrival,
+                }
+                for p, o, c in placed
+            ],
+            schema=CLICK_SCHEMA,
+        )
+        parts = {p for p, _, _ in placed}
+        commit_batch(
+            self.catalog,
+            self.spec.table,
+            self.spec.topic,
+            rows,
+            {p: start.get(p, 0) for p in parts},
+            {p: self.next[p] for p in parts},
+        )
+        self.rows.extend(placed)
+        return placed
+
+
+def click_spec(windows: dict[str, Any], **watermark: str) -> StreamSpec:
+    """A clicks stream on a fresh table with these window declarations."""
+    suffix = uuid.uuid4().hex[:8]
+    return StreamSpec(
+        name=f"clicks_{suffix}",
+        topic=f"clicks-{suffix}",
+        event_time="event_time",
+        partition_by=("day(event_time)",),
+        watermark={"max_out_of_orderness": "10s", "idle_partition_timeout": "60s", **watermark},
+        windows=windows,
+    )
+
+
+# The reference model -------------------------------------------------------------------
+
+
+@dataclass
+class Model:
+    """What silver must hold after a sequence of passes, computed by brute force.
+
+    Each pass: the watermark is recomputed from every row seen so far; a row is late when a
+    window holding it had ended at or before the previous watermark; closed windows that
+    still take corrections are recomputed from every row seen so far.
+    """
+
+    size: int  # microseconds
+    every: int
+    lateness: int
+    out_of_orderness: int
+    idle: int
+    skew: int
+    keep: Callable[[Click], bool]
+    key: Callable[[Click], tuple[Any, ...]]
+    values: Callable[[list[Click]], dict[str, Any]]
+    seen: list[tuple[int, int, Click]] = field(default_factory=list)
+    watermark: int | None = None
+    maxima: dict[int, int] = field(default_factory=dict)
+    last_arrival: dict[int, int] = field(default_factory=dict)
+    emitted: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+    revisions: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    late: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    future: int = 0
+
+    def windows_of(self, t: int) -> list[int]:
+        """Starts of the windows holding t, found by walking every multiple of `every`."""
+        start = (t // self.every) * self.every
+        starts = []
+        while start + self.size > t:
+            starts.append(start)
+            start -= self.every
+        return sorted(starts)
+
+    def run_pass(self, batch: Iterable[tuple[int, int, Click]], now: int) -> None:
+        batch = list(batch)
+        before = self.watermark
+        for p, _, c in batch:
+            t, k = us(c.event_time), us(c.arrival)
+            self.last_arrival[p] = max(self.last_arrival.get(p, k), k)
+            if t > k + self.skew:
+                self.future += 1
+                continue
+            self.maxima[p] = max(self.maxima.get(p, t), t)
+        active = [m for p, m in self.maxima.items() if now - self.last_arrival[p] < self.idle]
+        if self.maxima:
+            candidate = (
+                min(active) if active else max(self.maxima.values())
+            ) - self.out_of_orderness
+            self.watermark = candidate if before is None else max(before, candidate)
+        to_fix: set[tuple[Any, ...]] = set()
+        for p, o, c in batch:
+            if not self.keep(c):
+                continue
+            t = us(c.event_time)
+            closed = [
+                s for s in self.windows_of(t) if before is not None and s + self.size <= before
+            ]
+            if not closed:
+                continue
+            fixable = [s for s in closed if before < s + self.size + self.lateness]  # type: ignore[operator]
+            self.late[(p, o)] = {
+                "watermark": before,
+                "corrected": len(fixable) == len(closed),
+                "windows_corrected": len(fixable),
+            }
+            to_fix.update((s, *self.key(c)) for s in fixable)
+        self.seen.extend(batch)
+        groups: dict[tuple[Any, ...], list[Click]] = defaultdict(list)
+        for _, _, c in self.seen:
+            if self.keep(c):
+                for s in self.windows_of(us(c.event_time)):
+                    groups[(s, *self.key(c))].append(c)
+        wm = self.watermark
+        for window, clicks in groups.items():
+            end = window[0] + self.size
+            closing = wm is not None and end <= wm and (before is None or end > before)
+            if closing or window in to_fix:
+                self.emitted[window] = self.values(clicks)
+                self.revisions[window] = self.revisions.get(window, 0) + 1
