@@ -147,6 +147,8 @@ class Model:
     keep: Callable[[Click], bool]
     key: Callable[[Click], tuple[Any, ...]]
     values: Callable[[list[Click]], dict[str, Any]]
+    updates: bool = False  # emit: updates (open windows written as they grow)
+    finals: dict[tuple[Any, ...], bool] = field(default_factory=dict)
     seen: list[tuple[int, int, Click]] = field(default_factory=list)
     watermark: int | None = None
     maxima: dict[int, int] = field(default_factory=dict)
@@ -182,6 +184,7 @@ class Model:
             ) - self.out_of_orderness
             self.watermark = candidate if before is None else max(before, candidate)
         to_fix: set[tuple[Any, ...]] = set()
+        grown: set[tuple[Any, ...]] = set()
         for p, o, c in batch:
             if not self.keep(c):
                 continue
@@ -190,6 +193,7 @@ class Model:
                 s for s in self.windows_of(t) if before is not None and s + self.size <= before
             ]
             if not closed:
+                grown.update((s, *self.key(c)) for s in self.windows_of(t))
                 continue
             fixable = [s for s in closed if before < s + self.size + self.lateness]  # type: ignore[operator]
             self.late[(p, o)] = {
@@ -208,6 +212,78 @@ class Model:
         for window, clicks in groups.items():
             end = window[0] + self.size
             closing = wm is not None and end <= wm and (before is None or end > before)
-            if closing or window in to_fix:
+            still_open = wm is None or end > wm
+            growing = self.updates and still_open and window in grown
+            if closing or window in to_fix or growing:
                 self.emitted[window] = self.values(clicks)
                 self.revisions[window] = self.revisions.get(window, 0) + 1
+                self.finals[window] = not still_open
+
+
+def silver_frame(catalog: Catalog, spec: StreamSpec, window: str) -> Any:
+    """Every current row of the silver table, as a Polars frame."""
+    import polars as pl
+
+    from lakehouse.windowing.silver import silver_table_name
+
+    return pl.from_arrow(catalog.load_table(silver_table_name(spec, window)).scan().to_arrow())
+
+
+def late_frame(catalog: Catalog, spec: StreamSpec, window: str) -> Any:
+    """This window's rows of `silver.late_events`."""
+    import polars as pl
+
+    from lakehouse.windowing.store import LATE_EVENTS_TABLE
+
+    late = pl.from_arrow(catalog.load_table(LATE_EVENTS_TABLE).scan().to_arrow())
+    assert isinstance(late, pl.DataFrame)
+    return late.filter((pl.col("stream") == spec.name) & (pl.col("window") == window))
+
+
+def assert_silver_equals_model(
+    catalog: Catalog, spec: StreamSpec, window: str, model: Model, key_columns: Sequence[str]
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Silver holds exactly the model's windows (values, revision, final), one row each, and
+    `silver.late_events` exactly the model's late events, each once. Returns silver's rows."""
+    import pytest
+
+    silver = silver_frame(catalog, spec, window)
+    got = {
+        (us(row["window_start"]), *(row[k] for k in key_columns)): row for row in silver.to_dicts()
+    }
+    assert len(got) == silver.height, "one current row per window and key"
+    assert set(got) == set(model.emitted)
+    for window_key, values in model.emitted.items():
+        row = got[window_key]
+        assert row["final"] is model.finals[window_key], window_key
+        assert row["revision"] == model.revisions[window_key], window_key
+        assert row["window_end"] - row["window_start"] == timedelta(microseconds=model.size)
+        for column, expected in values.items():
+            assert row[column] == pytest.approx(expected), (window_key, column)
+    late = late_frame(catalog, spec, window)
+    recorded = {(r["kafka_partition"], r["kafka_offset"]): r for r in late.to_dicts()}
+    assert len(recorded) == late.height, "each late event recorded once"
+    assert set(recorded) == set(model.late)
+    for where, expected in model.late.items():
+        row = recorded[where]
+        assert us(row["watermark"]) == expected["watermark"]
+        assert row["corrected"] == expected["corrected"]
+        assert row["windows_corrected"] == expected["windows_corrected"]
+    return got
+
+
+def count_model(spec: StreamSpec, window: str) -> Model:
+    """The model of a `count(*)` per page window of `spec` (no where, no join)."""
+    declared = spec.windows[window]
+    return Model(
+        updates=declared.emit == "updates",
+        size=declared.size_us,
+        every=declared.every_us,
+        lateness=declared.allowed_lateness_us,
+        out_of_orderness=spec.watermark.out_of_orderness_us,
+        idle=spec.watermark.idle_timeout_us,
+        skew=spec.watermark.future_skew_us,
+        keep=lambda c: True,
+        key=lambda c: (c.page,),
+        values=lambda clicks: {"n": len(clicks)},
+    )

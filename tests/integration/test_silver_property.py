@@ -6,7 +6,8 @@ future, are committed to a bronze table batch by batch through the real commit p
 after each batch one silver pass runs. At the end a final event per partition moves the
 watermark past every window of the data. Then:
 - the silver rows (values, revision, final) equal the model's, which replays the same
-  batches with the definitions of docs/windows.md written as plain loops;
+  batches with the definitions of docs/windows.md written as plain loops (`emit: final`
+  and `emit: updates`, whose open windows are written as they grow);
 - with an allowed lateness no event exceeds, the values equal one aggregation over all the
   events at once, so they cannot depend on the split;
 - `silver.late_events` holds exactly the model's late events, each once, with its verdict.
@@ -18,7 +19,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,9 +27,16 @@ from pyiceberg.catalog import Catalog
 
 from lakehouse.iceberg.catalog import ensure_table, load_catalog
 from lakehouse.settings import Settings
-from lakehouse.windowing.silver import run_silver_pass, silver_table_name
-from lakehouse.windowing.store import LATE_EVENTS_TABLE
-from tests.integration.silver_helpers import Bronze, Click, Model, at, click_spec, us
+from lakehouse.windowing.silver import run_silver_pass
+from tests.integration.silver_helpers import (
+    Bronze,
+    Click,
+    Model,
+    assert_silver_equals_model,
+    at,
+    click_spec,
+    us,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -93,12 +100,15 @@ def timelines(draw: st.DrawFn) -> tuple[list[Click], list[int]]:
         # 5-second steps: windows (30 s multiples) and watermarks meet on their boundaries
         event = draw(st.integers(0, 120)) * 5.0
         kind = draw(st.sampled_from(["on_time"] * 6 + ["late", "very_late", "future"]))
-        delay = 5.0 * {
-            "on_time": draw(st.integers(0, 4)),
-            "late": draw(st.integers(6, 40)),
-            "very_late": draw(st.integers(40, 180)),
-            "future": 0,
-        }[kind]
+        delay = (
+            5.0
+            * {
+                "on_time": draw(st.integers(0, 4)),
+                "late": draw(st.integers(6, 40)),
+                "very_late": draw(st.integers(40, 180)),
+                "future": 0,
+            }[kind]
+        )
         arrival = at(event + delay)
         if kind == "future":
             event += 3 * 3600  # three hours ahead of its Kafka timestamp
@@ -120,7 +130,7 @@ def timelines(draw: st.DrawFn) -> tuple[list[Click], list[int]]:
 
 
 @settings(
-    max_examples=20,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -128,16 +138,18 @@ def timelines(draw: st.DrawFn) -> tuple[list[Click], list[int]]:
     timeline=timelines(),
     name=st.sampled_from(sorted(DECLARATIONS)),
     lateness=st.sampled_from(["1d", "60s"]),
+    emit=st.sampled_from(["final", "updates"]),
 )
 def test_silver_equals_the_brute_force_model(
     catalog: tuple[Settings, Catalog],
     timeline: tuple[list[Click], list[int]],
     name: str,
     lateness: str,
+    emit: str,
 ) -> None:
     config, cat = catalog
     clicks, cuts = timeline
-    spec = click_spec({name: {**DECLARATIONS[name], "allowed_lateness": lateness}})
+    spec = click_spec({name: {**DECLARATIONS[name], "allowed_lateness": lateness, "emit": emit}})
     window = spec.windows[name]
     bronze = Bronze(cat, spec)
     model = Model(
@@ -150,6 +162,7 @@ def test_silver_equals_the_brute_force_model(
         keep=lambda c: _keep(name, c),
         key=lambda c: _key(name, c),
         values=lambda cs: _values(name, cs),
+        updates=emit == "updates",
     )
     batches = [clicks[a:b] for a, b in zip([0, *cuts], [*cuts, len(clicks)], strict=True)]
     last = max(c.arrival for c in clicks)
@@ -161,26 +174,8 @@ def test_silver_equals_the_brute_force_model(
         run_silver_pass(config, spec, name, catalog=cat, now=now)
         model.run_pass(placed, us(now))
 
-    silver = pl.from_arrow(cat.load_table(silver_table_name(spec, name)).scan().to_arrow())
-    assert isinstance(silver, pl.DataFrame)
     key_column = DECLARATIONS[name]["group_by"][0]
-    got = {
-        (us(row["window_start"]), row[key_column]): row
-        for row in silver.to_dicts()
-    }
-    assert len(got) == silver.height, "one current row per window and key"
-    assert set(got) == set(model.emitted)
-    for window_key, values in model.emitted.items():
-        row = got[window_key]
-        assert row["final"] is True
-        assert row["revision"] == model.revisions[window_key], window_key
-        assert row["window_end"] - row["window_start"] == timedelta(microseconds=model.size)
-        for column, expected in values.items():
-            actual = row[column]
-            if isinstance(expected, float):
-                assert actual == pytest.approx(expected), (window_key, column)
-            else:
-                assert actual == expected, (window_key, column)
+    got = assert_silver_equals_model(cat, spec, name, model, [key_column])
 
     if lateness == "1d":  # nothing exceeds it: the values are those of all events at once
         everything: dict[tuple[Any, ...], list[Click]] = defaultdict(list)
@@ -196,16 +191,4 @@ def test_silver_equals_the_brute_force_model(
         final_watermark = model.watermark
         assert final_watermark is not None
         closed = {k for k in everything if k[0] + model.size <= final_watermark}
-        assert closed == set(got)
-
-    late = pl.from_arrow(cat.load_table(LATE_EVENTS_TABLE).scan().to_arrow())
-    assert isinstance(late, pl.DataFrame)
-    mine = late.filter((pl.col("stream") == spec.name) & (pl.col("window") == name))
-    recorded = {(r["kafka_partition"], r["kafka_offset"]): r for r in mine.to_dicts()}
-    assert len(recorded) == mine.height, "each late event recorded once"
-    assert set(recorded) == set(model.late)
-    for where, expected in model.late.items():
-        row = recorded[where]
-        assert us(row["watermark"]) == expected["watermark"]
-        assert row["corrected"] == expected["corrected"]
-        assert row["windows_corrected"] == expected["windows_corrected"]
+        assert closed == {k for k, row in got.items() if row["final"]}
