@@ -28,9 +28,9 @@ from pyiceberg.table import Table
 
 from lakehouse.errors import CommitConflictError
 from lakehouse.iceberg.catalog import ensure_table, retry_locked, table_or_none
+from lakehouse.iceberg.compare_and_set import cas_transaction
 from lakehouse.iceberg.data_files import write_data_files
 from lakehouse.iceberg.evolution import evolve_schema, fits_schema
-from lakehouse.iceberg.view_transaction import ViewTransaction
 from lakehouse.windowing.compute import OFFSET, PARTITION, WS, WindowPlan
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ def commit_replacement(
     """One snapshot: the replaced files out, the new rows in, the state properties set.
 
     A compare-and-set: raises CommitFailedException when another commit came first."""
-    tx = ViewTransaction(table)
+    tx = cas_transaction(table)
     arrow = replacement.emitted.to_arrow()
     if not fits_schema(table.schema(), arrow.schema):
         evolve_schema(tx, arrow.schema)
@@ -270,7 +270,7 @@ def flush_late_events(
         table = retry_locked(lambda: catalog.load_table(LATE_EVENTS_TABLE))
         if int(table.properties.get(key) or 0) >= seq:
             return False
-        tx = ViewTransaction(table)
+        tx = cas_transaction(table)
         tx.append(rows)
         tx.set_properties({key: str(seq)})
         try:
