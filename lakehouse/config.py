@@ -107,10 +107,24 @@ class StreamSpec(_Strict):
             raise ValueError("table must be 'namespace.name'")
 
 
+class ReferenceSpec(_Strict):
+    """A lookup table loaded from a CSV file (`lakehouse.reference`)."""
+
+    csv: str  # relative to the declarations file
+    table: str
+    description: str = ""
+
+    def csv_path(self, declarations_file: Path) -> Path:
+        """The CSV file, found relative to the declarations file."""
+        path = Path(self.csv)
+        return path if path.is_absolute() else Path(declarations_file).parent / path
+
+
 class Declarations(_Strict):
     """Everything in `streams.yaml`."""
 
     dead_letter_table: str = "bronze.dead_letters"
+    reference: dict[str, ReferenceSpec] = Field(default_factory=dict)
     streams: dict[str, StreamSpec]
 
 

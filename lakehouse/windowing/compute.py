@@ -173,11 +173,19 @@ class WindowPlan:
     def aggregate(self, rows: pl.DataFrame, starts: Sequence[int] | None = None) -> pl.DataFrame:
         """One row per (window start, group keys) of the windows in `starts` (all if None):
         `__ws`, the keys, the aggregates."""
-        frame = window_starts(rows.lazy(), self.shape, T, WS)
+        frame = self.assign(rows)
         if starts is not None:
             frame = frame.filter(pl.col(WS).is_in(pl.Series(list(starts), dtype=pl.Int64)))
+        return self.group(frame)
+
+    def assign(self, rows: pl.DataFrame) -> pl.LazyFrame:
+        """One row per (row, window holding it), the window start in `__ws`."""
+        return window_starts(rows.lazy(), self.shape, T, WS)
+
+    def group(self, assigned: pl.LazyFrame) -> pl.DataFrame:
+        """The aggregates per (window start, group keys) of rows from `assign`."""
         aggs = [expr.alias(name) for name, expr in self.aggregates.items()]
-        return frame.group_by([WS, *self.key_columns]).agg(aggs).collect()
+        return assigned.group_by([WS, *self.key_columns]).agg(aggs).collect()
 
     def touched(self, rows: pl.DataFrame) -> pl.DataFrame:
         """The distinct (window start, group keys) the rows fall in."""

@@ -117,6 +117,14 @@ class JoinSpec(_Strict):
     on: str
     columns: tuple[str, ...] | None = None  # the lookup's columns to add; default all
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, value: Any) -> Any:
+        """YAML 1.1 (PyYAML) reads a bare `on:` key as the boolean true."""
+        if isinstance(value, dict) and True in value and "on" not in value:
+            value = {("on" if k is True else k): v for k, v in value.items()}
+        return value
+
     @field_validator("table")
     @classmethod
     def _qualified(cls, value: str) -> str:
