@@ -5,8 +5,10 @@ import dagster as dg
 from assets.bronze import bronze_assets, version_table_specs
 from assets.keys import bronze_key
 from assets.maintenance import dead_letters_spec, maintenance_assets
+from assets.reference import reference_assets
 from assets.resources import LakehouseResource
 from assets.schema import schema_assets
+from assets.silver import late_events_spec, silver_assets
 from assets.topics import topic_specs
 from lakehouse.config import load_declarations
 from lakehouse.iceberg.maintenance_plan import maintained_tables
@@ -14,6 +16,7 @@ from lakehouse.settings import load_settings
 from sensors.kafka_lag import lag_sensors
 from sensors.run_health import dead_runs_sensor
 from sensors.schema import schema_sensors
+from sensors.silver import silver_sensors
 from sensors.small_files import small_files_sensor, table_maintenance
 
 settings = load_settings()
@@ -29,10 +32,14 @@ defs = dg.Definitions(
         *version_table_specs(declarations, settings),
         dead_letters_spec([bronze_key(spec) for spec in streams]),
         *(asset for table in tables for asset in maintenance_assets(table)),
+        *reference_assets(declarations),
+        *silver_assets(declarations),
+        *late_events_spec(declarations),
     ],
     sensors=[
         *lag_sensors(streams),
         *schema_sensors(streams),
+        *silver_sensors(streams),
         small_files_sensor(tables),
         dead_runs_sensor(),
     ],

@@ -34,3 +34,18 @@ def version_table_key(spec: StreamSpec, identifier: str) -> dg.AssetKey:
     """A `<table>__v<N>` table written under the new_table policy: bronze/<stream>__v<N>."""
     suffix = identifier.rsplit("__v", 1)[1]
     return dg.AssetKey(["bronze", f"{spec.name}__v{suffix}"])
+
+
+def silver_key(spec: StreamSpec, window: str) -> dg.AssetKey:
+    """The silver table of one window declaration of a stream."""
+    return dg.AssetKey(["silver", spec.name, window])
+
+
+def silver_tag(spec: StreamSpec) -> dict[str, str]:
+    """Tags that mark silver runs of one stream (apart from its ingestion runs)."""
+    return {"lakehouse/silver": spec.name}
+
+
+def reference_key(name: str) -> dg.AssetKey:
+    """A lookup table loaded from a file."""
+    return dg.AssetKey(["reference", name])

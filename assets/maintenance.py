@@ -58,7 +58,7 @@ def _skipped(table: MaintainedTable) -> dg.MaterializeResult:
 
 def table_key(table: MaintainedTable) -> dg.AssetKey:
     """The asset of the maintained table."""
-    return dg.AssetKey(["bronze", table.name])
+    return dg.AssetKey(list(table.asset_path))
 
 
 def maintenance_key(table: MaintainedTable, job: str) -> dg.AssetKey:

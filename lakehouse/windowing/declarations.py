@@ -23,6 +23,8 @@ from pydantic import (
 
 from lakehouse.windowing.durations import parse_duration_us
 
+#: The Iceberg table that records late events of every window declaration.
+LATE_EVENTS_TABLE = "silver.late_events"
 #: Columns every silver table has besides the group keys and the aggregates.
 RESERVED_COLUMNS = ("window_start", "window_end", "revision", "final", "updated_at")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -203,3 +205,8 @@ class WindowSpec(_Strict):
     def allowed_lateness_us(self) -> int:
         """A closed window takes corrections while the watermark is before end + this."""
         return parse_duration_us(self.allowed_lateness)
+
+
+def silver_table(stream: str, window: str) -> str:
+    """The Iceberg table of a window declaration: `silver.<stream>_<window>`."""
+    return f"silver.{stream}_{window}"

@@ -38,6 +38,7 @@ from lakehouse.windowing.compute import (
     T,
     WindowPlan,
 )
+from lakehouse.windowing.declarations import silver_table
 from lakehouse.windowing.late import LateRule
 from lakehouse.windowing.ranges import merge_intervals
 from lakehouse.windowing.state import SilverState, format_timestamp, to_datetime, to_us
@@ -72,7 +73,7 @@ Hook = Callable[[str], None]
 
 def silver_table_name(stream: StreamSpec, window: str) -> str:
     """`silver.<stream>_<window>`."""
-    return f"silver.{stream.name}_{window}"
+    return silver_table(stream.name, window)
 
 
 @dataclass

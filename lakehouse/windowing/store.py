@@ -32,10 +32,10 @@ from lakehouse.iceberg.compare_and_set import cas_transaction
 from lakehouse.iceberg.data_files import write_data_files
 from lakehouse.iceberg.evolution import evolve_schema, fits_schema
 from lakehouse.windowing.compute import OFFSET, PARTITION, WS, WindowPlan
+from lakehouse.windowing.declarations import LATE_EVENTS_TABLE
 
 log = logging.getLogger(__name__)
 
-LATE_EVENTS_TABLE = "silver.late_events"
 LATE_SEQ_PREFIX = "lakehouse.late-seq."
 _TS = pa.timestamp("us", tz="UTC")
 LATE_EVENTS_SCHEMA = pa.schema(

@@ -36,9 +36,23 @@ def test_asset_graph_keys_do_not_drift() -> None:
     from definitions import defs
 
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    silver = {
+        "clicks/views_per_page_5m",
+        "clicks/revenue_per_category_1m",
+        "payments/amount_per_merchant_1m",
+        "readings/temperature_per_device_1m",
+    }
+    tables = (
+        "clicks",
+        "payments",
+        "readings",
+        "dead_letters",
+        "late_events",
+        *(name.replace("/", "_") for name in silver),
+    )
     maintenance = {
         f"maintenance/{table}/{job}"
-        for table in ("clicks", "payments", "readings", "dead_letters")
+        for table in tables
         for job in ("compaction", "snapshot_expiry", "orphan_files")
     }
     assert keys == {
@@ -52,6 +66,9 @@ def test_asset_graph_keys_do_not_drift() -> None:
         "schema/clicks",
         "schema/payments",
         "schema/readings",
+        "reference/products",
+        "silver/late_events",
+        *(f"silver/{name}" for name in silver),
         *maintenance,
     }
     graph = defs.resolve_asset_graph()
@@ -59,6 +76,13 @@ def test_asset_graph_keys_do_not_drift() -> None:
         schema = dg.AssetKey(["schema", stream])
         assert graph.get(schema).parent_keys == {dg.AssetKey(["kafka", stream])}
         assert schema in graph.get(dg.AssetKey(["bronze", stream])).parent_keys
+    views = dg.AssetKey(["silver", "clicks", "views_per_page_5m"])
+    revenue = dg.AssetKey(["silver", "clicks", "revenue_per_category_1m"])
+    assert graph.get(views).parent_keys == {dg.AssetKey(["bronze", "clicks"])}
+    assert graph.get(revenue).parent_keys == {
+        dg.AssetKey(["bronze", "clicks"]),
+        dg.AssetKey(["reference", "products"]),
+    }
     sensors = {s.name for s in defs.sensors or []}
     assert sensors == {
         "kafka_lag_clicks",
@@ -67,6 +91,9 @@ def test_asset_graph_keys_do_not_drift() -> None:
         "schema_clicks",
         "schema_payments",
         "schema_readings",
+        "silver_due_clicks",
+        "silver_due_payments",
+        "silver_due_readings",
         "small_files",
         "dead_runs",
     }

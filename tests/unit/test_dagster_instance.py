@@ -13,9 +13,13 @@ def test_dagster_yaml_loads_as_an_instance(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     with dg.DagsterInstance.get() as instance:
         config = instance.get_concurrency_config()
-        assert config.run_queue_config.max_concurrent_runs == 4
+        assert config.run_queue_config.max_concurrent_runs == 8
         limits = config.run_queue_config.tag_concurrency_limits
-        assert {t["key"] for t in limits} == {"lakehouse/stream", "lakehouse/maintains"}
+        assert {t["key"] for t in limits} == {
+            "lakehouse/stream",
+            "lakehouse/silver",
+            "lakehouse/maintains",
+        }
         assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60
 
 

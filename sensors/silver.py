@@ -1,0 +1,59 @@
+"""Silver sensors: a silver run of a stream when bronze has committed past a silver table's
+position (or idle partitions let the watermark close a window), and no silver run of that
+stream is in flight. Reads table properties only, so it stays cheap when bronze commits
+every few seconds."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from assets.heartbeat import HEARTBEAT_TAG
+from assets.keys import silver_key, silver_tag
+from assets.resources import LakehouseResource
+from lakehouse.config import StreamSpec
+from lakehouse.iceberg.catalog import load_catalog
+from lakehouse.windowing.progress import silver_progress
+from sensors.run_health import check_runs
+
+
+def silver_sensor(spec: StreamSpec) -> dg.SensorDefinition:
+    """Every few seconds: request a run of the stream's silver assets that have work."""
+    job = dg.define_asset_job(
+        name=f"silver_{spec.name}",
+        selection=[silver_key(spec, window) for window in spec.windows],
+        tags={**silver_tag(spec), **HEARTBEAT_TAG},
+        description=f"Window {spec.table} into its silver tables.",
+    )
+
+    @dg.sensor(
+        name=f"silver_due_{spec.name}",
+        target=job,
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Requests a silver run of {spec.name} when bronze has new data for it.",
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext, lakehouse: LakehouseResource
+    ) -> dg.RunRequest | dg.SkipReason:
+        settings = lakehouse.settings()
+        progress = silver_progress(load_catalog(settings), spec, datetime.now(UTC))
+        behind = {p.window: p.offsets_behind for p in progress.windows}
+        if not progress.due:
+            return dg.SkipReason(f"{spec.name}: silver is up to date with bronze ({behind})")
+        health = check_runs(
+            context.instance, silver_tag(spec), dead_after_seconds=settings.run_dead_after_seconds
+        )
+        if health.alive:
+            return dg.SkipReason(f"{spec.name}: due {progress.due}, but a silver run is in flight")
+        return dg.RunRequest(
+            run_key=progress.run_key,
+            asset_selection=[silver_key(spec, window) for window in progress.due],
+            tags=silver_tag(spec),
+        )
+
+    return _sensor
+
+
+def silver_sensors(streams: list[StreamSpec]) -> list[dg.SensorDefinition]:
+    """One sensor per stream that declares windows."""
+    return [silver_sensor(spec) for spec in streams if spec.windows]
