@@ -34,22 +34,24 @@ def silver_sensor(spec: StreamSpec) -> dg.SensorDefinition:
     )
     def _sensor(
         context: dg.SensorEvaluationContext, lakehouse: LakehouseResource
-    ) -> dg.RunRequest | dg.SkipReason:
+    ) -> dg.SensorResult:
         settings = lakehouse.settings()
         progress = silver_progress(load_catalog(settings), spec, datetime.now(UTC))
         behind = {p.window: p.offsets_behind for p in progress.windows}
         if not progress.due:
-            return dg.SkipReason(f"{spec.name}: silver is up to date with bronze ({behind})")
+            return dg.SensorResult(skip_reason=f"{spec.name}: silver is up to date ({behind})")
         health = check_runs(
             context.instance, silver_tag(spec), dead_after_seconds=settings.run_dead_after_seconds
         )
         if health.alive:
-            return dg.SkipReason(f"{spec.name}: due {progress.due}, but a silver run is in flight")
-        return dg.RunRequest(
+            reason = f"{spec.name}: due {progress.due}, but a silver run is in flight"
+            return dg.SensorResult(skip_reason=reason)
+        request = dg.RunRequest(
             run_key=progress.run_key,
             asset_selection=[silver_key(spec, window) for window in progress.due],
             tags=silver_tag(spec),
         )
+        return dg.SensorResult(run_requests=[request])
 
     return _sensor
 
