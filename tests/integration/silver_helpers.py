@@ -272,8 +272,15 @@ def assert_silver_equals_model(
     return got
 
 
-def count_model(spec: StreamSpec, window: str) -> Model:
-    """The model of a `count(*)` per page window of `spec` (no where, no join)."""
+def model_of(
+    spec: StreamSpec,
+    window: str,
+    keep: Callable[[Click], bool],
+    key: Callable[[Click], tuple[Any, ...]],
+    values: Callable[[list[Click]], dict[str, Any]],
+) -> Model:
+    """The model of a window declaration of `spec`, with its `where`, group key and
+    aggregates written as Python."""
     declared = spec.windows[window]
     return Model(
         updates=declared.emit == "updates",
@@ -283,7 +290,12 @@ def count_model(spec: StreamSpec, window: str) -> Model:
         out_of_orderness=spec.watermark.out_of_orderness_us,
         idle=spec.watermark.idle_timeout_us,
         skew=spec.watermark.future_skew_us,
-        keep=lambda c: True,
-        key=lambda c: (c.page,),
-        values=lambda clicks: {"n": len(clicks)},
+        keep=keep,
+        key=key,
+        values=values,
     )
+
+
+def count_model(spec: StreamSpec, window: str) -> Model:
+    """The model of a `count(*)` per page window of `spec` (no where, no join)."""
+    return model_of(spec, window, lambda c: True, lambda c: (c.page,), lambda cs: {"n": len(cs)})

@@ -31,10 +31,10 @@ from lakehouse.windowing.silver import run_silver_pass
 from tests.integration.silver_helpers import (
     Bronze,
     Click,
-    Model,
     assert_silver_equals_model,
     at,
     click_spec,
+    model_of,
     us,
 )
 
@@ -150,19 +150,13 @@ def test_silver_equals_the_brute_force_model(
     config, cat = catalog
     clicks, cuts = timeline
     spec = click_spec({name: {**DECLARATIONS[name], "allowed_lateness": lateness, "emit": emit}})
-    window = spec.windows[name]
     bronze = Bronze(cat, spec)
-    model = Model(
-        size=window.size_us,
-        every=window.every_us,
-        lateness=window.allowed_lateness_us,
-        out_of_orderness=spec.watermark.out_of_orderness_us,
-        idle=spec.watermark.idle_timeout_us,
-        skew=spec.watermark.future_skew_us,
+    model = model_of(
+        spec,
+        name,
         keep=lambda c: _keep(name, c),
         key=lambda c: _key(name, c),
         values=lambda cs: _values(name, cs),
-        updates=emit == "updates",
     )
     batches = [clicks[a:b] for a, b in zip([0, *cuts], [*cuts, len(clicks)], strict=True)]
     last = max(c.arrival for c in clicks)
