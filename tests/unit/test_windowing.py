@@ -339,3 +339,35 @@ def test_timestamps_are_iso_utc() -> None:
     assert format_timestamp(us) == "2026-01-01T12:00:00.000001+00:00"
     assert parse_timestamp_us(format_timestamp(us)) == us
     assert format_timestamp(None) == "" and parse_timestamp_us("") is None
+
+
+def test_the_issue_yaml_loads_with_a_bare_on_key() -> None:
+    """YAML 1.1 reads `on:` as the boolean true; the declaration must still mean the key."""
+    import yaml
+
+    text = """
+streams:
+  clicks:
+    topic: clicks
+    event_time: event_time
+    watermark:
+      max_out_of_orderness: 30s
+      idle_partition_timeout: 60s
+    windows:
+      views_per_page_5m:
+        sliding: {size: 5m, every: 1m}
+        where: "action = 'view'"
+        group_by: [page]
+        aggregate:
+          views: "count(*)"
+          users: "count(distinct user_id)"
+          revenue: "sum(price)"
+        allowed_lateness: 1d
+        emit: final
+        join: {table: reference.products, on: product_id}
+"""
+    stream = parse_declarations(yaml.safe_load(text)).streams["clicks"]
+    window = stream.windows["views_per_page_5m"]
+    assert window.join is not None and window.join.on == "product_id"
+    assert (window.size_us, window.every_us) == (5 * MINUTE, MINUTE)
+    assert stream.watermark.out_of_orderness_us == 30 * S
