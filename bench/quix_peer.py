@@ -61,6 +61,9 @@ def main() -> None:
 
     sdf = app.dataframe(topic)
     sdf = sdf.filter(lambda value: value["action"] == "view")
+    # the repartition topic is JSON: keep what the window needs (the event time is the
+    # message timestamp from here on)
+    sdf = sdf.apply(lambda value: {"page": value["page"], "user_id": value["user_id"]})
     sdf = sdf.group_by("page")
     sdf = sdf.update(count_input)
     sdf = sdf.hopping_window(duration_ms=5 * 60_000, step_ms=60_000).count().final()

@@ -207,12 +207,13 @@ def run_peer(settings: Any, topic: str, views: int) -> dict[str, Any]:
                 "--state",
                 state,
             ],
-            check=True,
             capture_output=True,
             text=True,
         )
     finally:
         shutil.rmtree(state, ignore_errors=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the Quix Streams peer failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
