@@ -10,6 +10,7 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 from lakehouse.avro.writer_schema import WriterSchema
+from lakehouse.demo.streams import demo_schema
 from lakehouse.iceberg.catalog import ensure_table
 from lakehouse.iceberg.evolution import normalize_type
 from lakehouse.kafka.metadata_columns import KAFKA_COLUMNS, bronze_schema
@@ -120,3 +121,14 @@ def test_rows_projected_for_an_older_table_schema_follow_its_renames_at_commit(
     conformed = conform_rows(rows, newer, 0)
     assert conformed.to_pylist() == [{"b": 1, "dec": Decimal("1.5")}]
     assert conformed.schema.field("dec").type == pa.decimal128(7, 1)
+
+
+@pytest.mark.parametrize("stream", ["clicks", "payments", "readings"])
+def test_the_common_path_is_the_identity(catalog: SqlCatalog, stream: str) -> None:
+    """A writer schema the table was made from costs nothing per batch: no rename, no cast."""
+    writer = WriterSchema.from_text(1, demo_schema(stream).text)
+    table = ensure_table(catalog, f"ns.{stream}", bronze_schema(writer.arrow))
+    resolution = resolve_against(table, writer, KAFKA_COLUMNS)
+    assert resolution.compatible and not resolution.changes
+    shape = projection(writer.arrow, resolution.table_names, table.schema(), reserved=KAFKA_COLUMNS)
+    assert shape.identity
