@@ -6,6 +6,7 @@ from assets.bronze import bronze_assets, version_table_specs
 from assets.keys import bronze_key
 from assets.maintenance import dead_letters_spec, maintenance_assets
 from assets.reference import reference_assets
+from assets.replay import replay_assets
 from assets.resources import LakehouseResource
 from assets.schema import schema_assets
 from assets.silver import late_events_spec, silver_assets
@@ -29,6 +30,7 @@ defs = dg.Definitions(
         *topic_specs(declarations),
         *schema_assets(streams),
         *bronze_assets(declarations),
+        *replay_assets(declarations),
         *version_table_specs(declarations, settings),
         dead_letters_spec([bronze_key(spec) for spec in streams]),
         *(asset for table in tables for asset in maintenance_assets(table)),

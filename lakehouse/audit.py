@@ -28,12 +28,17 @@ class ChainReport:
 
 @dataclass
 class ConservationReport:
-    """Counts behind `rows + dead letters = offsets consumed`."""
+    """Counts behind `rows + dead letters = offsets consumed`.
+
+    A dead letter whose message is in the table too was replayed (docs/schema-evolution.md):
+    it counts once, as a row (`replayed`), whether the dead-letter table marked it yet or not.
+    """
 
     rows: int = 0
     dead_letters: int = 0
     offsets_consumed: int = 0
     duplicates: int = 0
+    replayed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -94,34 +99,33 @@ def check_conservation(
     """Count rows and dead letters below the committed offsets against the offsets consumed."""
 
     committed = committed_offsets(rows_table, topic)
-    frames = [
-        _offsets_frame(rows_table, "_kafka_partition", "_kafka_offset", AlwaysTrue()).with_columns(
-            pl.lit("row").alias("source")
-        )
-    ]
-    if dead_letter_table is not None:
-        frames.append(
-            _offsets_frame(
-                dead_letter_table,
-                "partition",
-                "offset",
-                f"topic = '{topic}'",  # Kafka topic names never hold quotes
-            ).with_columns(pl.lit("dead").alias("source"))
-        )
-    both = pl.concat([f.cast({"partition": pl.Int32, "offset": pl.Int64}) for f in frames])
     limits = pl.DataFrame(
         {"partition": list(committed), "next": list(committed.values())},
         schema={"partition": pl.Int32, "next": pl.Int64},
     )
-    inside = both.join(limits, on="partition", how="inner").filter(
-        pl.col("offset") < pl.col("next")
-    )
+
+    def inside(frame: pl.DataFrame) -> pl.DataFrame:
+        typed = frame.cast({"partition": pl.Int32, "offset": pl.Int64})
+        return typed.join(limits, on="partition", how="inner").filter(
+            pl.col("offset") < pl.col("next")
+        )
+
+    rows = inside(_offsets_frame(rows_table, "_kafka_partition", "_kafka_offset", AlwaysTrue()))
+    dead = rows.clear()
+    if dead_letter_table is not None:
+        where = f"topic = '{topic}'"  # Kafka topic names never hold quotes
+        dead = inside(_offsets_frame(dead_letter_table, "partition", "offset", where))
+    keys = ["partition", "offset"]
+    replayed = dead.join(rows, on=keys, how="semi")
+    waiting = dead.join(rows, on=keys, how="anti")
     report = ConservationReport(
-        rows=inside.filter(pl.col("source") == "row").height,
-        dead_letters=inside.filter(pl.col("source") == "dead").height,
+        rows=rows.height, dead_letters=waiting.height, replayed=replayed.height
     )
-    report.duplicates = inside.height - inside.select("partition", "offset").unique().height
-    firsts = inside.group_by("partition").agg(pl.col("offset").min().alias("first"))
+    report.duplicates = (rows.height - rows.select(keys).unique().height) + (
+        dead.height - dead.select(keys).unique().height
+    )
+    both = pl.concat([rows.select(keys), waiting.select(keys)])
+    firsts = both.group_by("partition").agg(pl.col("offset").min().alias("first"))
     consumed = firsts.join(limits, on="partition").select((pl.col("next") - pl.col("first")).sum())
     report.offsets_consumed = int(consumed.item() or 0)
     return report

@@ -34,7 +34,7 @@ from lakehouse.iceberg.dead_letter_replays import (
     with_replay_columns,
 )
 from lakehouse.iceberg.dead_letters import OFFSET_COLUMN, PARTITION_COLUMN
-from lakehouse.iceberg.replayed import commit_replayed
+from lakehouse.iceberg.replayed import below_offsets, commit_replayed
 from lakehouse.kafka.metadata_columns import with_kafka_columns
 from lakehouse.kafka.reader import RawBatch
 from lakehouse.schema.projection import conform_rows
@@ -101,7 +101,9 @@ def replay_dead_letters(
         with_replay_columns(catalog, dead_letter_table), spec.topic, selection or Selection()
     )
     report.selected = chosen.num_rows
-    below = _below(chosen, committed_offsets(bronze, spec.topic))
+    below = below_offsets(
+        chosen, committed_offsets(bronze, spec.topic), PARTITION_COLUMN, OFFSET_COLUMN
+    )
     report.not_below_offsets = chosen.num_rows - below.num_rows
     schemas = schemas if schemas is not None else RegistrySchemaSource(settings)
     versions = registry_versions(settings, spec.subject)
@@ -137,17 +139,6 @@ def replay_dead_letters(
 
 def _conform(table: Any, rows: pa.Table, schema_id: int | None) -> pa.Table:
     return conform_rows(rows, table, schema_id)
-
-
-def _below(dead: pa.Table, committed: dict[int, int]) -> pa.Table:
-    """Dead letters below bronze's committed offset of their partition."""
-    if dead.num_rows == 0:
-        return dead
-    parts = pa.array(list(committed), pa.int64())
-    floors = pa.array(list(committed.values()), pa.int64())
-    index = pc.index_in(dead[PARTITION_COLUMN].cast(pa.int64()), value_set=parts)
-    limit = pc.fill_null(pc.take(floors, index), 0)
-    return dead.filter(pc.less(dead[OFFSET_COLUMN], limit))
 
 
 def _messages(topic: str, dead: pa.Table) -> RawBatch:

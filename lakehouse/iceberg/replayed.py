@@ -69,7 +69,7 @@ def commit_replayed(
     for attempt in range(1, max_attempts + 1):
         table = retry_locked(lambda: catalog.load_table(identifier))
         fitted = conform(table, rows) if conform is not None else rows
-        below = _below(fitted, committed_offsets(table, topic))
+        below = below_offsets(fitted, committed_offsets(table, topic))
         present = _present(table, below)
         new = below.filter(pc.invert(present)) if len(present) else below
         counts = (fitted.num_rows - below.num_rows, below.num_rows - new.num_rows)
@@ -94,15 +94,20 @@ def commit_replayed(
     raise CommitConflictError(f"{identifier}: replay lost {max_attempts} races")
 
 
-def _below(rows: pa.Table, committed: Mapping[int, int]) -> pa.Table:
+def below_offsets(
+    rows: pa.Table,
+    committed: Mapping[int, int],
+    partition_column: str = PARTITION,
+    offset_column: str = OFFSET,
+) -> pa.Table:
     """The rows below their partition's committed offset (a partition with none: no rows)."""
     if rows.num_rows == 0:
         return rows
     parts = pa.array(list(committed), pa.int64())
     floors = pa.array(list(committed.values()), pa.int64())
-    index = pc.index_in(rows[PARTITION].cast(pa.int64()), value_set=parts)
+    index = pc.index_in(rows[partition_column].cast(pa.int64()), value_set=parts)
     limit = pc.fill_null(pc.take(floors, index), 0)
-    return rows.filter(pc.less(rows[OFFSET], limit))
+    return rows.filter(pc.less(rows[offset_column], limit))
 
 
 def _present(table: Table, rows: pa.Table) -> pa.BooleanArray:

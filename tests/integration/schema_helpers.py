@@ -14,6 +14,12 @@ from lakehouse.iceberg.catalog import load_catalog
 from lakehouse.kafka.metadata_columns import KAFKA_COLUMNS
 from lakehouse.settings import Settings
 
+#: An event id and an event time (micros): the fields every test record starts with.
+BASE_FIELDS: list[dict[str, Any]] = [
+    {"name": "event_id", "type": "string"},
+    {"name": "event_time", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+]
+
 
 def record(name: str, fields: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "record", "name": name, "namespace": "lakehouse.test", "fields": fields}

@@ -69,6 +69,9 @@ def test_asset_graph_keys_do_not_drift() -> None:
         "reference/products",
         "silver/late_events",
         *(f"silver/{name}" for name in silver),
+        "bronze/clicks/replay_dead_letters",
+        "bronze/payments/replay_dead_letters",
+        "bronze/readings/replay_dead_letters",
         *maintenance,
     }
     graph = defs.resolve_asset_graph()

@@ -8,11 +8,14 @@ import json
 import uuid
 from typing import Any
 
+import dagster as dg
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from lakehouse.config import StreamSpec
+from assets.replay import replay_asset
+from assets.resources import LakehouseResource
+from lakehouse.config import Declarations, StreamSpec
 from lakehouse.iceberg.catalog import load_catalog
 from lakehouse.iceberg.commit import committed_offsets
 from lakehouse.iceberg.dead_letter_replays import Selection
@@ -26,22 +29,17 @@ from tests.integration.ingest_helpers import (
     fresh_spec,
     ingest_once,
 )
-from tests.integration.schema_helpers import by_id, produce_avro, record, table_rows
+from tests.integration.schema_helpers import BASE_FIELDS, by_id, produce_avro, record, table_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-BASE = [
-    {"name": "event_id", "type": "string"},
-    {"name": "event_time", "type": {"type": "long", "logicalType": "timestamp-micros"}},
-]
 
 
 def schemas() -> tuple[dict[str, Any], dict[str, Any]]:
     """v1, and a v2 (one more optional field) unique to this test: its registry id is its own."""
     doc = f"replay test {uuid.uuid4().hex}"
-    v1 = {**record("Evt", BASE), "doc": doc}
+    v1 = {**record("Evt", BASE_FIELDS), "doc": doc}
     channel = {"name": "channel", "type": ["null", "string"], "default": None}
-    return v1, {**record("Evt", [*BASE, channel]), "doc": doc}
+    return v1, {**record("Evt", [*BASE_FIELDS, channel]), "doc": doc}
 
 
 def v1_event(i: int) -> dict[str, Any]:
@@ -92,7 +90,7 @@ def assert_all_replayed(stack: Settings, spec: StreamSpec, ids: set[str]) -> Non
         assert rows[f"v2-{i}"]["channel"] == f"c{i}"
         assert rows[f"v1-{i}"]["channel"] is None
     dead = dead_letter_frame(stack, spec)
-    assert dead.height == 6 and dead["replayed_at"].null_count == 0
+    assert dead.height == 6 and dead["replayed_at"].null_count() == 0
 
 
 def test_replay_writes_each_once_and_again_adds_nothing(stack: Settings) -> None:
@@ -130,7 +128,7 @@ def test_replay_at_the_same_time_as_a_normal_run(stack: Settings) -> None:
 
 def assert_all_replayed_plus(stack: Settings, spec: StreamSpec, ids: set[str]) -> None:
     assert_exactly_once(stack, spec, ids, dead_offsets=set())
-    assert dead_letter_frame(stack, spec)["replayed_at"].null_count == 0
+    assert dead_letter_frame(stack, spec)["replayed_at"].null_count() == 0
 
 
 def test_two_replays_at_once(stack: Settings) -> None:
@@ -158,7 +156,7 @@ def test_a_replay_stopped_between_its_two_commits_is_finished_by_the_next(
     with pytest.raises(RuntimeError, match="stopped"):
         replay(stack, spec, before_marking=stop)
     assert len(table_rows(stack, spec.table)) == 12  # in bronze, not marked yet
-    assert dead_letter_frame(stack, spec)["replayed_at"].null_count == 6
+    assert dead_letter_frame(stack, spec)["replayed_at"].null_count() == 6
     assert_exactly_once(stack, spec, ids, dead_offsets=set())  # pending counts as replayed
 
     again = replay(stack, spec)
@@ -179,7 +177,29 @@ def test_a_selection_and_dead_letters_that_still_fail(stack: Settings) -> None:
     assert report.selected == 3 and report.written == 0  # partition 0's only
     assert report.still_failing == {"unknown-schema-id": 3}
     dead = dead_letter_frame(stack, spec)
-    assert dead["replayed_at"].null_count == 6
+    assert dead["replayed_at"].null_count() == 6
     retried = dead.filter(dead["replay_run_id"].is_not_null())
     assert sorted(retried["offset"].to_list()) == [3, 4, 5] and set(retried["partition"]) == {0}
     assert all("not found" in m for m in retried["error_message"])
+
+
+def test_replay_through_dagster(stack: Settings) -> None:
+    spec, _, ids = dead_lettered(stack)
+    declarations = Declarations(streams={spec.name: spec})
+    result = dg.materialize(
+        [replay_asset(spec, declarations)],
+        resources={"lakehouse": LakehouseResource()},
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={
+            "ops": {
+                f"bronze__{spec.name}__replay_dead_letters": {
+                    "config": {"error_kinds": ["unknown-schema-id"], "offsets": "0:0-6,1:0-6"}
+                }
+            }
+        },
+    )
+    assert result.success
+    [materialization] = result.asset_materializations_for_node(result.all_node_events[0].node_name)
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert metadata["written_to_bronze"] == 6 and metadata["dead_letters_marked"] == 6
+    assert_all_replayed(stack, spec, ids)

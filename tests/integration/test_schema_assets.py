@@ -17,18 +17,14 @@ from lakehouse.settings import Settings
 from sensors.schema import schema_sensor
 from tests.conftest import free_port
 from tests.integration.ingest_helpers import fresh_spec, ingest_once
-from tests.integration.schema_helpers import produce_avro, record, set_compatibility
+from tests.integration.schema_helpers import BASE_FIELDS, produce_avro, record, set_compatibility
 
 pytestmark = pytest.mark.integration
 
-BASE = [
-    {"name": "event_id", "type": "string"},
-    {"name": "event_time", "type": {"type": "long", "logicalType": "timestamp-micros"}},
-]
-V1 = record("Evt", [*BASE, {"name": "amount", "type": "double"}])
-V2 = record("Evt", [*BASE, {"name": "amount", "type": "double"},
+V1 = record("Evt", [*BASE_FIELDS, {"name": "amount", "type": "double"}])
+V2 = record("Evt", [*BASE_FIELDS, {"name": "amount", "type": "double"},
                     {"name": "channel", "type": ["null", "string"], "default": None}])  # fmt: skip
-BAD = record("Evt", [*BASE, {"name": "amount", "type": "string"}])
+BAD = record("Evt", [*BASE_FIELDS, {"name": "amount", "type": "string"}])
 
 
 def event(i: int, **extra: object) -> dict[str, object]:

@@ -24,6 +24,7 @@ from tests.integration.ingest_helpers import (
     ingest_once,
 )
 from tests.integration.schema_helpers import (
+    BASE_FIELDS,
     by_id,
     produce_avro,
     record,
@@ -33,12 +34,8 @@ from tests.integration.schema_helpers import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-BASE = [
-    {"name": "event_id", "type": "string"},
-    {"name": "event_time", "type": {"type": "long", "logicalType": "timestamp-micros"}},
-]
-V1 = record("Payment", [*BASE, {"name": "amount", "type": "double"}])
-V2 = record("Payment", [*BASE, {"name": "amount", "type": "string"}])  # incompatible
+V1 = record("Payment", [*BASE_FIELDS, {"name": "amount", "type": "double"}])
+V2 = record("Payment", [*BASE_FIELDS, {"name": "amount", "type": "string"}])  # incompatible
 
 
 def v1(i: int) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -14,14 +14,10 @@ import pytest
 from lakehouse.iceberg.catalog import load_catalog
 from lakehouse.settings import Settings
 from tests.integration.ingest_helpers import fresh_spec, ingest_once
-from tests.integration.schema_helpers import by_id, produce_avro, record, table_rows
+from tests.integration.schema_helpers import BASE_FIELDS, by_id, produce_avro, record, table_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-BASE = [
-    {"name": "event_id", "type": "string"},
-    {"name": "event_time", "type": {"type": "long", "logicalType": "timestamp-micros"}},
-]
 START = datetime(2026, 5, 1, tzinfo=UTC)
 NULL_STRING = {"name": "note", "type": ["null", "string"], "default": None}
 ITEM = record("Item", [{"name": "sku", "type": "string"}])
@@ -144,7 +140,7 @@ def event(prefix: str, i: int, fields: dict[str, Any]) -> dict[str, Any]:
 def test_safe_change_applied_without_a_stop(stack: Settings, name: str) -> None:
     case = CASES[name]
     spec = fresh_spec()
-    v1, v2 = record("Rec", BASE + case.v1), record("Rec", BASE + case.v2)
+    v1, v2 = record("Rec", BASE_FIELDS + case.v1), record("Rec", BASE_FIELDS + case.v2)
     produce_avro(stack, spec.topic, [(v1, event("v1", i, case.old(i))) for i in range(5)])
     first = ingest_once(stack, spec)
     assert first.records_written == 5 and first.dead_letters == 0
@@ -167,8 +163,10 @@ def test_safe_change_applied_without_a_stop(stack: Settings, name: str) -> None:
 
 def test_alias_rename_reads_under_the_old_snapshot_and_the_new_schema(stack: Settings) -> None:
     spec = fresh_spec()
-    v1 = record("Rec", [*BASE, {"name": "customer", "type": "string"}])
-    v2 = record("Rec", [*BASE, {"name": "client", "aliases": ["customer"], "type": "string"}])
+    v1 = record("Rec", [*BASE_FIELDS, {"name": "customer", "type": "string"}])
+    v2 = record(
+        "Rec", [*BASE_FIELDS, {"name": "client", "aliases": ["customer"], "type": "string"}]
+    )
     produce_avro(stack, spec.topic, [(v1, event("v1", i, {"customer": f"c{i}"})) for i in range(4)])
     ingest_once(stack, spec)
     table = load_catalog(stack).load_table(spec.table)

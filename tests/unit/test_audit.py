@@ -5,7 +5,7 @@ from pathlib import Path
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
 
-from lakehouse.audit import check_conservation, check_offset_chain
+from lakehouse.audit import ConservationReport, check_conservation, check_offset_chain
 from lakehouse.iceberg.catalog import ensure_table
 from lakehouse.iceberg.commit import commit_batch, offsets_key
 
@@ -85,3 +85,35 @@ def test_a_gap_in_the_offsets_is_caught(tmp_path: Path) -> None:
     assert not chain.ok and "gap" in chain.problems[0]
     conservation = check_conservation(table, None, TOPIC)
     assert conservation.rows == 20 and conservation.offsets_consumed == 30 and not conservation.ok
+
+
+def test_a_replayed_dead_letter_counts_once_as_a_row(tmp_path: Path) -> None:
+    """Dead letters at (0, 3) and (0, 4); (0, 3) then replayed into the table: it counts as a
+    row (replayed), (0, 4) as a dead letter; a dead letter written twice is still caught."""
+    from datetime import UTC, datetime
+
+    from lakehouse.errors import DecodeError
+    from lakehouse.iceberg.dead_letters import dead_letter_rows, ensure_dead_letter_table
+    from lakehouse.iceberg.replayed import commit_replayed
+    from lakehouse.kafka.reader import RawBatch
+
+    catalog = catalog_with_table(tmp_path)
+    data = rows({0: (0, 10)})
+    commit(catalog, {0: (0, 10)}, data.filter(pa.array([o not in (3, 4) for o in range(10)])))
+    raw = RawBatch.of(TOPIC, [0, 0], [3, 4], [0, 0], [None, None], [b"x", b"y"])
+    failures = [(i, DecodeError("unknown-schema-id", "gone")) for i in (0, 1)]
+    letters = dead_letter_rows(raw, failures, "run", datetime.now(UTC))
+    ensure_dead_letter_table(catalog, "bronze.dead_letters").append(letters)
+    commit_replayed(catalog, "bronze.clicks", TOPIC, rows({0: (3, 4)}), run_id="r")
+
+    def audit() -> ConservationReport:
+        return check_conservation(
+            catalog.load_table("bronze.clicks"), catalog.load_table("bronze.dead_letters"), TOPIC
+        )
+
+    report = audit()
+    assert (report.rows, report.dead_letters, report.replayed, report.duplicates) == (9, 1, 1, 0)
+    assert report.ok and report.offsets_consumed == 10
+    catalog.load_table("bronze.dead_letters").append(letters.slice(1))  # written twice
+    twice = audit()
+    assert twice.duplicates == 1 and not twice.ok
