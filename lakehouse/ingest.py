@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from lakehouse import huge_pages
 from lakehouse.avro.decode import DecodeResult, Failure, decode_values
-from lakehouse.avro.registry import RegistrySchemaSource, SchemaSource, latest_writer_schema
+from lakehouse.avro.registry import RegistrySchemaSource, SchemaSource
 from lakehouse.config import StreamSpec
 from lakehouse.errors import OffsetGapError, StreamPausedError
 from lakehouse.iceberg.catalog import ensure_table, load_catalog, table_or_none
@@ -36,7 +36,7 @@ from lakehouse.iceberg.dead_letters import commit_dead_letters, dead_letter_rows
 from lakehouse.kafka.admin import TopicState, topic_id, topic_state
 from lakehouse.kafka.columnar import ColumnarConsumer
 from lakehouse.kafka.columnar import unavailable_reason as columnar_unavailable
-from lakehouse.kafka.metadata_columns import bronze_schema, with_kafka_columns
+from lakehouse.kafka.metadata_columns import with_kafka_columns
 from lakehouse.kafka.offsets import PartitionRange, plan_ranges, total_lag
 from lakehouse.kafka.reader import KafkaReadError, RawBatch, consumer_config, read_batches
 from lakehouse.kafka.reader_process import ReaderProcess
@@ -55,6 +55,7 @@ from lakehouse.schema.policy import (
     route_to_version_tables,
 )
 from lakehouse.schema.projection import conform_rows
+from lakehouse.schema.subject import create_from_subject
 from lakehouse.schema.target import BronzeTarget, VersionLookup, registry_versions
 from lakehouse.settings import Settings
 
@@ -291,8 +292,16 @@ def _ingest(
         report = IngestReport(
             stream=spec.name, topic=spec.topic, table=spec.table, kafka_reader=reading
         )
+        applied_by = f"run {run_id}"
         target = BronzeTarget(
-            catalog, spec, versions=versions, applied_by=f"run {run_id}", table=table
+            catalog,
+            spec,
+            versions=versions,
+            applied_by=applied_by,
+            table=table,
+            create=lambda _writer: create_from_subject(
+                settings, catalog, spec, created_by=applied_by
+            ),
         )
         run = _Run(
             settings,
@@ -529,10 +538,10 @@ def _ingest_batch(run: _Run, batch: _Batch) -> None:
     if failures:
         _commit_dead_letters(run, raw, failures, next_offsets, ingested_at)
     if not run.table_exists and table_or_none(run.catalog, run.spec.table) is None:
-        schema = rows.schema if rows.num_rows else _schema_from_registry(run, ingested_at)
-        if schema is None:
+        if rows.num_rows:
+            ensure_table(run.catalog, run.spec.table, rows.schema, run.spec.partition_by)
+        elif not _table_from_registry(run):
             return  # nothing to create the table from yet; the dead letters are safe already
-        ensure_table(run.catalog, run.spec.table, schema, run.spec.partition_by)
     run.table_exists = True
     outcome = commit_batch(
         run.catalog,
@@ -602,19 +611,8 @@ def _commit_dead_letters(
 
 
 def _table_from_registry(run: _Run) -> bool:
-    """True once the table exists: made from the subject's latest registered schema if it is
-    missing (False when no schema is registered: the first rows will make it)."""
-    if table_or_none(run.catalog, run.spec.table) is not None:
-        return True
-    schema = _schema_from_registry(run, datetime.now(UTC))
-    if schema is None:
-        return False
-    ensure_table(run.catalog, run.spec.table, schema, run.spec.partition_by)
-    return True
-
-
-def _schema_from_registry(run: _Run, ingested_at: datetime) -> pa.Schema | None:
-    """The table schema from the subject's latest registered schema, for a first batch that
-    held only dead letters (so its offsets can still be committed). None if none is registered."""
-    writer = latest_writer_schema(run.settings, run.spec.subject)
-    return bronze_schema(writer.arrow) if writer is not None else None
+    """True once the table exists: made from the subject's versions if it is missing (False
+    when none is registered: the first rows will make it). A first batch of only dead letters
+    can then still commit its offsets."""
+    made = create_from_subject(run.settings, run.catalog, run.spec, created_by=f"run {run.run_id}")
+    return made is not None

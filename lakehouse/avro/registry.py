@@ -184,9 +184,3 @@ def schema_versions(settings: Settings, subject: str, schema_id: int) -> list[in
                 return []
             raise
     return sorted(p.version for p in pairs if p.subject == subject and p.version is not None)
-
-
-def latest_writer_schema(settings: Settings, subject: str) -> WriterSchema | None:
-    """The latest schema registered under `subject`, or None if the subject has none."""
-    latest = latest_version(settings, subject)
-    return latest.writer_schema() if latest is not None else None

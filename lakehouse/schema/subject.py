@@ -2,17 +2,21 @@
 bronze table, their safe changes applied in version order (through `evolve`, as a bronze run
 would inline), and a report of what changed, what cannot, and the table's schema history."""
 
+import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 
 from lakehouse.avro.registry import SubjectVersion, subject_versions
+from lakehouse.avro.writer_schema import WriterSchema
 from lakehouse.config import StreamSpec
 from lakehouse.errors import DecodeError
 from lakehouse.iceberg.catalog import ensure_table, load_catalog, table_or_none
 from lakehouse.kafka.metadata_columns import KAFKA_COLUMNS, bronze_schema
-from lakehouse.schema.evolve import Source, evolve
+from lakehouse.schema.evolve import SOURCES_PROPERTY, Source, evolve
 from lakehouse.schema.history import HistoryEntry, caused_by, schema_history
 from lakehouse.schema.pause import paused_reason
 from lakehouse.schema.resolve import Change, ChangeKind
@@ -90,15 +94,14 @@ def apply_subject(
     settings: Settings, spec: StreamSpec, *, applied_by: str, catalog: Catalog | None = None
 ) -> SchemaReport:
     """Resolve every live version of the subject against the bronze table and apply the safe
-    changes (creating the table from the latest version if there is none yet)."""
+    changes (creating the table through `create_from_versions` if there is none yet)."""
     report = SchemaReport(spec.name, spec.subject, spec.table, spec.schema_policy.on_incompatible)
     versions = subject_versions(settings, spec.subject)
     catalog = catalog if catalog is not None else load_catalog(settings)
     if versions:
         report.latest = versions[-1]
         if table_or_none(catalog, spec.table) is None:
-            schema = bronze_schema(report.latest.writer_schema().arrow)
-            ensure_table(catalog, spec.table, schema, spec.partition_by)
+            create_from_versions(catalog, spec, versions, created_by=applied_by)
             report.created_table = True
     for registered in versions:
         report.versions.append(_check(catalog, spec, registered, applied_by))
@@ -117,6 +120,60 @@ def apply_subject(
         elif earlier is not None:
             report.latest_changes, report.latest_applied_by = earlier.changes, earlier.applied_by
     return report
+
+
+def create_from_subject(
+    settings: Settings, catalog: Catalog, spec: StreamSpec, *, created_by: str
+) -> Table | None:
+    """The bronze table, made from the stream's subject if it does not exist (None when it
+    does not and the subject has no version yet)."""
+    table = table_or_none(catalog, spec.table)
+    if table is not None:
+        return table
+    versions = subject_versions(settings, spec.subject)
+    return create_from_versions(catalog, spec, versions, created_by=created_by)
+
+
+def create_from_versions(
+    catalog: Catalog, spec: StreamSpec, versions: list[SubjectVersion], *, created_by: str
+) -> Table | None:
+    """The bronze table made from the oldest usable version, then evolved through the later
+    ones in order: its schema history follows the subject's (a version the table cannot take
+    is skipped; its policy applies when its messages come). Race-safe (`ensure_table`)."""
+    usable = [(v, w) for v in versions if (w := _parsed(v)) is not None]
+    if not usable:
+        return None
+    first, writer = usable[0]
+    source = Source(spec.subject, first.version, first.schema_id, created_by, _now())
+    ensure_table(
+        catalog,
+        spec.table,
+        bronze_schema(writer.arrow),
+        spec.partition_by,
+        properties={SOURCES_PROPERTY: json.dumps({"0": vars(source)}, separators=(",", ":"))},
+    )
+    for registered, later in usable[1:]:
+        evolve(
+            catalog,
+            spec.table,
+            later,
+            subject=spec.subject,
+            version=registered.version,
+            applied_by=created_by,
+            reserved=KAFKA_COLUMNS,
+        )
+    return table_or_none(catalog, spec.table)
+
+
+def _parsed(registered: SubjectVersion) -> WriterSchema | None:
+    try:
+        return registered.writer_schema()
+    except DecodeError:
+        return None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _check(

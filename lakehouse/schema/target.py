@@ -44,12 +44,14 @@ class BronzeTarget:
         versions: VersionLookup,
         applied_by: str,
         table: Table | None = None,
+        create: Callable[[WriterSchema], Table | None] | None = None,
     ) -> None:
         self._catalog = catalog
         self._spec = spec
         self._versions = versions
         self._applied_by = applied_by
         self._table = table
+        self._create = create
         self._lock = threading.Lock()
         self._cache: dict[tuple[int, int], tuple[Resolution, Projection | DecodeError | None]] = {}
 
@@ -127,7 +129,11 @@ class BronzeTarget:
         return DecodeError(INCOMPATIBLE, message)
 
     def _load_or_create(self, writer: WriterSchema) -> Table:
+        """The table; made by `create` (e.g. from the subject's versions) when missing, or from
+        `writer` when there is no `create` or it makes none."""
         table = table_or_none(self._catalog, self._spec.table)
+        if table is None and self._create is not None:
+            table = self._create(writer)
         if table is None:
             schema = bronze_schema(writer.arrow)
             table = ensure_table(self._catalog, self._spec.table, schema, self._spec.partition_by)
