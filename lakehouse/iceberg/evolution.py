@@ -1,4 +1,5 @@
-"""Schema evolution at commit time: add optional columns, widen int→long and float→double.
+"""Schema evolution at commit time: add optional columns, widen int→long, float→double and
+decimal precision (same scale).
 
 Anything else (narrowing, a type change, a column made required) raises
 `SchemaEvolutionError` naming the field, and nothing is committed.
@@ -8,11 +9,23 @@ import pyarrow as pa
 from pyiceberg.exceptions import ValidationError
 from pyiceberg.schema import Schema, index_by_id
 from pyiceberg.table import Table, Transaction
-from pyiceberg.types import DoubleType, FloatType, IntegerType, LongType
+from pyiceberg.types import DecimalType, DoubleType, FloatType, IcebergType, IntegerType, LongType
 
 from lakehouse.errors import SchemaEvolutionError
 
-_PROMOTIONS = {(IntegerType(), LongType()), (FloatType(), DoubleType())}
+
+def widens(old: IcebergType, new: IcebergType) -> bool:
+    """Iceberg's type promotions: int → long, float → double, decimal(P, S) → decimal(P', S)
+    with P' > P. (pyiceberg's own `promote` also takes string ↔ binary and, in 0.12, any
+    decimal scale: not used to decide.)"""
+    if (old, new) in {(IntegerType(), LongType()), (FloatType(), DoubleType())}:
+        return True
+    return (
+        isinstance(old, DecimalType)
+        and isinstance(new, DecimalType)
+        and old.scale == new.scale
+        and old.precision < new.precision
+    )
 
 
 def normalize_type(dtype: pa.DataType) -> pa.DataType:
@@ -120,7 +133,7 @@ def _check_allowed(before: Schema, after: Schema) -> None:
         if new.required and not old.required:
             raise SchemaEvolutionError(f"column {name!r}: cannot become required")
         changed = old.field_type.is_primitive and old.field_type != new.field_type
-        if changed and (old.field_type, new.field_type) not in _PROMOTIONS:
+        if changed and not widens(old.field_type, new.field_type):
             raise SchemaEvolutionError(
                 f"column {name!r}: cannot change {old.field_type} to {new.field_type}"
             )

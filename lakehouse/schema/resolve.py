@@ -18,13 +18,8 @@ from typing import Literal
 
 from pyiceberg.schema import Schema, index_by_id
 from pyiceberg.types import (
-    DecimalType,
-    DoubleType,
-    FloatType,
     IcebergType,
-    IntegerType,
     ListType,
-    LongType,
     MapType,
     NestedField,
     StructType,
@@ -34,6 +29,7 @@ from lakehouse.avro.arrow_types import arrow_type
 from lakehouse.avro.schema import Schema as AvroSchema
 from lakehouse.avro.schema import nullable_branch
 from lakehouse.errors import DecodeError, SchemaEvolutionError
+from lakehouse.iceberg.evolution import widens
 from lakehouse.schema.iceberg_types import iceberg_type, same_type
 
 ChangeKind = Literal["added", "promoted", "renamed", "made_optional", "deleted"]
@@ -209,26 +205,12 @@ class _Walk:
         except (DecodeError, SchemaEvolutionError):
             self.incompatible.append(Incompatibility(wpath, str(ttype), _avro_type(node)))
             return
-        if same_type(wtype, ttype) or _narrower(wtype, ttype):
+        if same_type(wtype, ttype) or widens(wtype, ttype):
             return
-        if _narrower(ttype, wtype):
+        if widens(ttype, wtype):
             self.changes.append(Change("promoted", tpath, f"{ttype} → {wtype}", wtype))
             return
         self.incompatible.append(Incompatibility(wpath, str(ttype), str(wtype)))
-
-
-def _narrower(a: IcebergType, b: IcebergType) -> bool:
-    """Iceberg's type promotions: values of `a` fit a column of `b` exactly."""
-    if isinstance(a, IntegerType) and isinstance(b, LongType):
-        return True
-    if isinstance(a, FloatType) and isinstance(b, DoubleType):
-        return True
-    return (
-        isinstance(a, DecimalType)
-        and isinstance(b, DecimalType)
-        and a.scale == b.scale
-        and a.precision < b.precision
-    )
 
 
 def _unwrap(schema: AvroSchema) -> tuple[AvroSchema, bool]:

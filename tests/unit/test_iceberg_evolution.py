@@ -78,3 +78,12 @@ def test_normalize_makes_fields_optional_and_timestamps_us() -> None:
     assert out.field("l").type.value_type == pa.timestamp("us")
     rows = pa.table({"t": pa.array([1_500], pa.timestamp("ns"))})
     assert normalize_rows(rows)["t"].to_pylist()[0].microsecond == 1
+
+
+def test_decimal_precision_widens_at_the_same_scale_only(tmp_path: Path) -> None:
+    cat = SqlCatalog("lakehouse", uri=f"sqlite:///{tmp_path}/d.db", warehouse=tmp_path.as_uri())
+    table = ensure_table(cat, "ns.d", pa.schema([("d", pa.decimal128(10, 2))]))
+    assert evolve_schema(table, pa.schema([("d", pa.decimal128(14, 2))]))
+    assert types(table)["d"] == "decimal(14, 2)"
+    with pytest.raises(SchemaEvolutionError, match="'d'"):  # pyiceberg 0.12 itself lets it by
+        evolve_schema(table, pa.schema([("d", pa.decimal128(16, 3))]))
