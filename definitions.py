@@ -5,7 +5,7 @@ import dagster as dg
 from assets.bronze import bronze_assets, version_table_specs
 from assets.keys import bronze_key
 from assets.maintenance import dead_letters_spec, maintenance_assets
-from assets.reference import reference_assets
+from assets.reference import reference_assets, reference_keys_by_table
 from assets.replay import replay_assets
 from assets.resources import LakehouseResource
 from assets.schema import schema_assets
@@ -41,7 +41,7 @@ defs = dg.Definitions(
     sensors=[
         *lag_sensors(streams),
         *schema_sensors(streams),
-        *silver_sensors(streams),
+        *silver_sensors(streams, reference_keys_by_table(declarations)),
         small_files_sensor(tables),
         dead_runs_sensor(),
     ],

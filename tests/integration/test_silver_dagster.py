@@ -102,3 +102,17 @@ def test_the_sensor_asks_once_per_bronze_state(lake: tuple[Settings, Catalog]) -
     bronze.append([Click(1, at(500), at(500))])
     again = evaluate()
     assert len(again.run_requests) == 1 and again.run_requests[0].run_key != request.run_key
+
+
+def test_the_sensor_loads_a_missing_lookup_in_the_same_run(lake: tuple[Settings, Catalog]) -> None:
+    joined = {**COUNT, "join": {"table": "reference.sensor_products", "on": "product_id"}}
+    spec = click_spec({"w": joined})
+    Bronze(lake[1], spec).append([Click(0, at(s), at(s)) for s in range(0, 100, 5)])
+    lookup = dg.AssetKey(["reference", "sensor_products"])
+    sensor = silver_sensor(spec, {"reference.sensor_products": lookup})
+    with dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(), resources={"lakehouse": LakehouseResource()}
+    ) as context:
+        result = sensor(context)
+    [request] = result.run_requests
+    assert request.asset_selection == [lookup, dg.AssetKey(["silver", spec.name, "w"])]
